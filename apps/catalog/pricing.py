@@ -1,0 +1,170 @@
+"""Turn tokens into dollars with genai-prices, at the price that applied on the usage date.
+
+genai-prices is linear in each token kind except for tiered prices, which jump once a request's input
+passes a threshold. So for each (model, price period) we read the per-token rate of every kind from
+genai-prices itself (pricing one token of each kind), and compute a row's cost as an exact integer dot
+product; rows past a tier threshold are priced by genai-prices directly. Both paths agree exactly; a
+property test holds them to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from importlib.metadata import version
+
+from genai_prices import Usage, data_snapshot
+from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
+
+PRICE_SOURCE = f"genai-prices {version('genai-prices')}"
+FEMTOS_PER_USD = 10**15
+FEMTOS_PER_NANO = 10**6
+# Price periods (time-of-day prices, dated changes) are looked up per quarter hour.
+_SLOT_SECONDS = 900
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCounts:
+    input_uncached: int = 0
+    cache_read: int = 0
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    output: int = 0
+    reasoning: int = 0
+
+    @property
+    def input_total(self) -> int:
+        return self.input_uncached + self.cache_read + self.cache_write_5m + self.cache_write_1h
+
+    def as_genai_usage(self) -> Usage:
+        return Usage(
+            input_tokens=self.input_total,
+            cache_read_tokens=self.cache_read,
+            cache_write_tokens=self.cache_write_5m + self.cache_write_1h,
+            cache_write_1h_tokens=self.cache_write_1h,
+            output_tokens=self.output,
+            output_reasoning_tokens=self.reasoning,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PriceMatch:
+    """Which price data priced a row (stored as the fact's provenance)."""
+
+    source: str
+    provider_ref: str
+    model_ref: str
+    context: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Rates:
+    """Femto-dollars per token of each kind; `tier_from` = input total above which tiers apply."""
+
+    input_uncached: int
+    cache_read: int
+    cache_write_5m: int
+    cache_write_1h: int
+    output: int
+    reasoning_extra: int
+    tier_from: int | None
+    model_price: ModelPrice
+
+
+def _femtos(amount: Decimal) -> int | None:
+    scaled = amount * FEMTOS_PER_USD
+    return int(scaled) if scaled == scaled.to_integral_value() else None
+
+
+def _rates(model_price: ModelPrice) -> _Rates | None:
+    def one(**usage: int) -> Decimal:
+        return model_price.calc_price(Usage(**usage))["total_price"]
+
+    tiers = [value for value in vars(model_price).values() if isinstance(value, TieredPrices)]
+    tier_from = min((tier.start for tiered in tiers for tier in tiered.tiers), default=None)
+    output = one(output_tokens=1)
+    values = [
+        one(input_tokens=1),
+        one(input_tokens=1, cache_read_tokens=1),
+        one(input_tokens=1, cache_write_tokens=1),
+        one(input_tokens=1, cache_write_tokens=1, cache_write_1h_tokens=1),
+        output,
+        one(output_tokens=1, output_reasoning_tokens=1) - output,
+    ]
+    femtos = [_femtos(value) for value in values]
+    if any(value is None for value in femtos):
+        return None  # a rate finer than a femto-dollar: price every row through genai-prices
+    return _Rates(*femtos, tier_from=tier_from, model_price=model_price)  # type: ignore[arg-type]
+
+
+def _round_to_nanos(femtos: int) -> int:
+    quotient, remainder = divmod(femtos, FEMTOS_PER_NANO)
+    half = FEMTOS_PER_NANO // 2
+    if remainder > half or (remainder == half and quotient % 2 == 1):
+        quotient += 1
+    return quotient
+
+
+class Pricer:
+    """Prices rows; caches model lookups and rates for the life of one ingestion run."""
+
+    def __init__(self) -> None:
+        self._snapshot = data_snapshot.get_snapshot()
+        self._models: dict[tuple[str, str], tuple[str, ModelInfo] | None] = {}
+        self._prices: dict[tuple[int, int, str], tuple[ModelPrice, _Rates | None]] = {}
+
+    def find_model(self, provider: str, model: str) -> tuple[str, ModelInfo] | None:
+        key = (provider, model)
+        if key not in self._models:
+            try:
+                found_provider, info = self._snapshot.find_provider_model(
+                    model, None, provider if provider != "unknown" else None, None
+                )
+                self._models[key] = (found_provider.id, info)
+            except LookupError:
+                self._models[key] = None
+        return self._models[key]
+
+    def price(
+        self,
+        *,
+        provider: str,
+        model: str,
+        at: dt.datetime,
+        counts: TokenCounts,
+        batch: bool = False,
+        service_tier: str | None = None,
+    ) -> tuple[int, PriceMatch] | None:
+        """Cost in nano-dollars and its provenance, or None when no price data knows the model."""
+        found = self.find_model(provider, model)
+        if found is None:
+            return None
+        provider_id, info = found
+        context: dict[str, str] = {}
+        if batch:
+            context["processing"] = "batch"
+        if service_tier in {"flex", "priority"}:
+            context["service_tier"] = service_tier
+        context_text = ",".join(f"{key}={value}" for key, value in sorted(context.items()))
+        slot = int(at.timestamp()) // _SLOT_SECONDS
+        price_key = (id(info), slot, context_text)
+        cached = self._prices.get(price_key)
+        if cached is None:
+            slot_start = dt.datetime.fromtimestamp(slot * _SLOT_SECONDS, tz=dt.UTC)
+            model_price = info.get_prices(slot_start, context or None)  # type: ignore[arg-type]
+            cached = self._prices[price_key] = (model_price, _rates(model_price))
+        model_price, rates = cached
+        match = PriceMatch(PRICE_SOURCE, provider_id, info.id, context_text)
+        if rates is None or (rates.tier_from is not None and counts.input_total > rates.tier_from):
+            total = model_price.calc_price(counts.as_genai_usage())["total_price"]
+            return int((total * 1_000_000_000).to_integral_value()), match
+        femtos = (
+            counts.input_uncached * rates.input_uncached
+            + counts.cache_read * rates.cache_read
+            + counts.cache_write_5m * rates.cache_write_5m
+            + counts.cache_write_1h * rates.cache_write_1h
+            + counts.output * rates.output
+            + counts.reasoning * rates.reasoning_extra
+        )
+        return _round_to_nanos(femtos), match

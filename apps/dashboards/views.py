@@ -1,0 +1,5 @@
+from django.http import HttpResponse
+
+
+def overview(request):
+    return HttpResponse("placeholder")

@@ -1,0 +1,148 @@
+"""The adapter contract: turn one source format into normalised rows or row errors, nothing else.
+
+Adapters never touch the database, never price and never attribute; the pipeline does that for every
+source alike. Each yielded item is either a `NormalisedRow` or a `RowError` naming file, line and field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import IO, ClassVar
+
+from apps.usage.models import Grain
+
+MAX_TOKENS = 2**63 - 1
+NANOS = Decimal(1_000_000_000)
+
+
+@dataclass(slots=True)
+class NormalisedRow:
+    ts: dt.datetime  # UTC, aware
+    grain: int
+    record_key: str
+    provider: str  # raw provider as the source names it; normalised by the catalog
+    model: str
+    line: int  # where the row came from, for messages about it
+    input_uncached_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    requests: int | None = None
+    failed: bool = False
+    batch: bool = False
+    service_tier: str | None = None
+    reported_cost_nanos: int | None = None
+    identity: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RowError:
+    file: str
+    line: int
+    field: str
+    reason: str
+    raw: str
+
+    def message(self) -> str:
+        return f"{self.file}, line {self.line}, field {self.field}: {self.reason}"
+
+
+class RowInvalid(Exception):
+    """Raised inside an adapter while reading one record; the adapter turns it into a RowError."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class Adapter:
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
+        raise NotImplementedError
+
+
+# --- helpers shared by adapters: strict readers that raise RowInvalid naming the field ----------------
+
+
+def tokens(value: object, field: str) -> int:
+    """A token count: a non-negative integer up to 2**63-1 (JSON number, integral float or digit string)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise RowInvalid(field, f"expected a token count, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise RowInvalid(field, f"expected a token count, got {value!r}")
+    if number < 0:
+        raise RowInvalid(field, f"token count is negative ({number})")
+    if number > MAX_TOKENS:
+        raise RowInvalid(field, f"token count {number} does not fit in 64 bits")
+    return number
+
+
+def optional_count(value: object, field: str) -> int | None:
+    return None if value is None else tokens(value, field)
+
+
+def usd_to_nanos(value: object, field: str) -> int | None:
+    """Dollars (number or decimal string, any exponent) to integer nano-dollars, rounded half-even.
+
+    Floats go through their shortest repr, which is the decimal the source wrote for up to 15
+    significant digits; strings are read exactly.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise RowInvalid(field, f"expected an amount, got {value!r}")
+    try:
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise RowInvalid(field, f"expected an amount, got {value!r}") from None
+    if not amount.is_finite():
+        raise RowInvalid(field, f"expected a finite amount, got {value!r}")
+    return int((amount * NANOS).to_integral_value())
+
+
+def timestamp(value: object, field: str) -> dt.datetime:
+    """ISO 8601 (with offset, 'Z' or naive = UTC) or unix seconds, to an aware UTC datetime."""
+    if isinstance(value, bool) or value is None or value == "":
+        raise RowInvalid(field, f"expected a timestamp, got {value!r}")
+    try:
+        if isinstance(value, int | float):
+            return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        parsed = dt.datetime.fromisoformat(str(value).strip())
+    except (ValueError, OverflowError, OSError):
+        raise RowInvalid(field, f"not a timestamp: {value!r}") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def text(value: object) -> str | None:
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def require_text(value: object, field: str) -> str:
+    result = text(value)
+    if result is None:
+        raise RowInvalid(field, "is missing")
+    return result
+
+
+GRAIN_BY_WIDTH = {"1m": Grain.MINUTE, "1h": Grain.HOUR, "1d": Grain.DAY}

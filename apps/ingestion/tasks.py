@@ -1,0 +1,10 @@
+"""Celery entry points: thin and idempotent; they take ids and call services."""
+
+from celery import shared_task
+
+from apps.ingestion import services
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def process_run(run_id: int) -> dict:
+    return services.run_process(run_id=run_id).summary()

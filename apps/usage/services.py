@@ -1,0 +1,185 @@
+"""Writes to the ledger: store fact rows idempotently, and refresh the daily rollups of touched days.
+
+Bulk paths only (no Model.save() per row): COPY into a staging table on PostgreSQL, executemany on
+SQLite, then set-based statements that let the unique natural key decide what is new.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+
+from apps.usage.models import Grain
+
+# The columns a pipeline writes, in this order, for every fact row.
+FACT_COLUMNS = (
+    "source_id",
+    "ts",
+    "record_key",
+    "organisation_id",
+    "day",
+    "grain",
+    "run_id",
+    "provider_id",
+    "model_id",
+    "team_id",
+    "person_id",
+    "task_id",
+    "raw_identity_id",
+    "input_uncached_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+    "failed",
+    "batch",
+    "cost_nanos",
+    "reported_cost_nanos",
+    "price_ref_id",
+)
+_KEY = ("source_id", "ts", "record_key")
+# What makes a re-sent bucket "changed" (run_id is bookkeeping, not content).
+_CONTENT = tuple(column for column in FACT_COLUMNS if column not in _KEY and column != "run_id")
+_GRAIN = FACT_COLUMNS.index("grain")
+_TS = FACT_COLUMNS.index("ts")
+_DAY = FACT_COLUMNS.index("day")
+STAGE = "usage_fact_stage"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    accepted: int  # new natural keys
+    duplicates: int  # already stored with the same content (or repeated within the batch)
+    replaced: int  # buckets whose content changed (a re-pulled, grown bucket)
+
+
+def store_facts(rows: Sequence[tuple]) -> StoreResult:
+    """Upsert fact rows (tuples in FACT_COLUMNS order) on the natural key (source, ts, record_key).
+
+    A request-grain row that exists already is a duplicate and is left alone; a bucket row replaces
+    its stored version when any of its content differs. Must run inside a transaction.
+    """
+    if not rows:
+        return StoreResult(0, 0, 0)
+    unique: dict[tuple, tuple] = {}
+    for row in rows:
+        key = (row[0], row[_TS], row[2])
+        if row[_GRAIN] == Grain.REQUEST:
+            unique.setdefault(key, row)  # the first copy of a request stands
+        else:
+            unique[key] = row  # the last version of a bucket in the batch stands
+    in_batch_duplicates = len(rows) - len(unique)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            _stage_postgresql(cursor, unique.values())
+        else:
+            _stage_sqlite(cursor, unique.values())
+        replaced = _replace_changed_buckets(cursor)
+        accepted = _insert_new(cursor)
+        cursor.execute(f"DELETE FROM {STAGE}")  # noqa: S608 - constant table name
+    return StoreResult(accepted, len(unique) - accepted - replaced + in_batch_duplicates, replaced)
+
+
+def _stage_postgresql(cursor, rows: Iterable[tuple]) -> None:
+    columns = ", ".join(FACT_COLUMNS)
+    cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ON COMMIT DELETE ROWS "  # noqa: S608 - constants
+        f"AS SELECT {columns} FROM usage_usagefact WITH NO DATA"
+    )
+    with cursor.cursor.copy(f"COPY {STAGE} ({columns}) FROM STDIN") as copy:  # noqa: S608
+        for row in rows:
+            copy.write_row(row)
+
+
+def _stage_sqlite(cursor, rows: Iterable[tuple]) -> None:
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} AS SELECT * FROM usage_usagefact WHERE 0")
+    placeholders = ", ".join(["%s"] * len(FACT_COLUMNS))
+    cursor.executemany(
+        f"INSERT INTO {STAGE} ({', '.join(FACT_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
+        [_sqlite_row(row) for row in rows],
+    )
+
+
+def _sqlite_row(row: tuple) -> tuple:
+    # Django stores SQLite datetimes as naive UTC text; the natural key compares that text.
+    values = list(row)
+    values[_TS] = values[_TS].astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ")
+    values[_DAY] = values[_DAY].isoformat()
+    return tuple(values)
+
+
+def _replace_changed_buckets(cursor) -> int:
+    assignments = ", ".join(f"{column} = s.{column}" for column in (*_CONTENT, "run_id"))
+    if connection.vendor == "postgresql":
+        changed = f"({', '.join('f.' + c for c in _CONTENT)}) IS DISTINCT FROM ({', '.join('s.' + c for c in _CONTENT)})"
+        target = "usage_usagefact AS f"
+    else:
+        changed = " OR ".join(f"usage_usagefact.{c} IS NOT s.{c}" for c in _CONTENT)
+        target = "usage_usagefact"
+    alias = "f" if connection.vendor == "postgresql" else "usage_usagefact"
+    cursor.execute(
+        f"UPDATE {target} SET {assignments} FROM {STAGE} AS s "  # noqa: S608 - built from constants
+        f"WHERE s.grain <> {Grain.REQUEST} AND {alias}.source_id = s.source_id AND {alias}.ts = s.ts "
+        f"AND {alias}.record_key = s.record_key AND ({changed})"
+    )
+    return cursor.rowcount
+
+
+def _insert_new(cursor) -> int:
+    columns = ", ".join(FACT_COLUMNS)
+    cursor.execute(
+        f"INSERT INTO usage_usagefact ({columns}) SELECT {columns} FROM {STAGE} WHERE true "  # noqa: S608
+        f"ON CONFLICT (source_id, ts, record_key) DO NOTHING"
+    )
+    return cursor.rowcount
+
+
+_SUMS = (
+    "input_uncached_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+
+@transaction.atomic
+def refresh_rollups(*, organisation_id: int, days: Iterable[dt.date]) -> int:
+    """Recompute the daily rollup rows of these days from the facts; returns the rows written.
+
+    Delete-and-refill in one transaction, so a crash leaves either the old or the new day, never half.
+    On PostgreSQL an advisory lock per organisation keeps two refreshes from interleaving.
+    """
+    day_list = sorted(set(days))
+    if not day_list:
+        return 0
+    written = 0
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7001, organisation_id])
+        for start in range(0, len(day_list), 500):
+            chunk = [day.isoformat() for day in day_list[start : start + 500]]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                f"DELETE FROM usage_dailyrollup WHERE organisation_id = %s AND day IN ({marks})",  # noqa: S608
+                [organisation_id, *chunk],
+            )
+            sums = ", ".join(f"SUM({column})" for column in _SUMS)
+            dims = "organisation_id, day, team_id, person_id, task_id, provider_id, model_id"
+            cursor.execute(
+                f"INSERT INTO usage_dailyrollup ({dims}, fact_rows, unpriced_rows, failed_rows, requests, "  # noqa: S608
+                f"{', '.join(_SUMS)}, cost_nanos, reported_cost_nanos) "
+                f"SELECT {dims}, COUNT(*), SUM(CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END), "
+                f"SUM(CASE WHEN failed THEN 1 ELSE 0 END), SUM(requests), {sums}, "
+                f"COALESCE(SUM(cost_nanos), 0), SUM(reported_cost_nanos) "
+                f"FROM usage_usagefact WHERE organisation_id = %s AND day IN ({marks}) GROUP BY {dims}",
+                [organisation_id, *chunk],
+            )
+            written += cursor.rowcount
+    return written

@@ -1,0 +1,16 @@
+"""The Celery app. Queues per kind of work so workers can scale out separately behind Redis."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spendwatch.settings")
+
+app = Celery("spendwatch")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_routes = {
+    "apps.ingestion.tasks.*": {"queue": "ingest"},
+    "apps.usage.tasks.*": {"queue": "rollup"},
+}
+app.conf.task_default_queue = "ingest"
+app.autodiscover_tasks()
