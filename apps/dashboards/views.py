@@ -1,5 +1,100 @@
-from django.http import HttpResponse
+"""Pages. Thin: resolve the viewer, call selectors, hand their output to figures and templates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from apps.accounts.scoping import viewer_for_user
+from apps.dashboards import figures
+from apps.org.models import Organisation
+from apps.org.selectors import person_get, team_get, team_subtree
+from apps.usage.money import usd_text
+from apps.usage.selectors import daily_spend, spend
 
 
-def overview(request):
-    return HttpResponse("placeholder")
+def _organisation_today(organisation: Organisation) -> dt.date:
+    return timezone.now().astimezone(ZoneInfo(organisation.time_zone)).date()
+
+
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    viewer = viewer_for_user(request.user)
+    organisation = Organisation.objects.get(pk=viewer.organisation_id)
+    today = _organisation_today(organisation)
+    start_30, start_90 = today - dt.timedelta(days=29), today - dt.timedelta(days=89)
+    teams = spend(viewer, group_by="team", start=start_30, end=today)
+    total = sum(group.cost_nanos for group in teams)
+    unattributed = sum(group.cost_nanos for group in teams if group.key is None)
+    context = {
+        "organisation": organisation,
+        "viewer": viewer,
+        "start_30": start_30,
+        "start_90": start_90,
+        "today": today,
+        "total_usd": usd_text(total),
+        "unattributed_usd": usd_text(unattributed),
+        "unpriced_rows": sum(group.unpriced_rows for group in teams),
+        "teams": teams,
+        "trend_chart": figures.to_html(
+            figures.spend_over_time(
+                daily_spend(viewer, series="provider", start=start_90, end=today),
+                title="Spend per day by provider, last 90 days",
+            ),
+            element_id="chart-trend-provider",
+        ),
+        "teams_chart": figures.to_html(
+            figures.spend_by_group(teams, title="Spend by team, last 30 days"), element_id="chart-teams"
+        ),
+    }
+    return render(request, "dashboards/overview.html", context)
+
+
+@login_required
+def team_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    viewer = viewer_for_user(request.user)
+    team = team_get(viewer, slug=slug)
+    organisation = team.organisation
+    today = _organisation_today(organisation)
+    start = today - dt.timedelta(days=29)
+    subtree = team_subtree(team)
+    people = spend(viewer, group_by="person", start=start, end=today, team_ids=subtree)
+    context = {
+        "organisation": organisation,
+        "team": team,
+        "start": start,
+        "today": today,
+        "total_nanos": sum(group.cost_nanos for group in people),
+        "people": people,
+        "trend_chart": figures.to_html(
+            figures.spend_over_time(
+                daily_spend(viewer, series="model", start=start, end=today, team_ids=subtree),
+                title=f"{team.name}: spend per day by model, last 30 days",
+            ),
+            element_id="chart-team-trend",
+        ),
+    }
+    return render(request, "dashboards/team.html", context)
+
+
+@login_required
+def person_detail(request: HttpRequest, person_id: int) -> HttpResponse:
+    viewer = viewer_for_user(request.user)
+    person = person_get(viewer, person_id=person_id)
+    today = _organisation_today(person.organisation)
+    start = today - dt.timedelta(days=29)
+    models = spend(viewer, group_by="model", start=start, end=today, person_id=person.pk)
+    context = {
+        "organisation": person.organisation,
+        "person": person,
+        "start": start,
+        "today": today,
+        "total_nanos": sum(group.cost_nanos for group in models),
+        "models": models,
+    }
+    return render(request, "dashboards/person.html", context)

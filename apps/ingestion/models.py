@@ -12,7 +12,9 @@ class DataSource(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["organisation", "name"], name="source_name_unique_per_org")]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "name"], name="source_name_unique_per_org")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -42,6 +44,9 @@ class IngestionRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.status})"
 
     def summary(self) -> dict:
         return {

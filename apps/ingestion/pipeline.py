@@ -96,7 +96,11 @@ class Pipeline:
             cost_nanos = row.reported_cost_nanos or 0
         else:
             priced = self.pricer.price(
-                provider=provider, model=model, at=row.ts, counts=counts, batch=row.batch,
+                provider=provider,
+                model=model,
+                at=row.ts,
+                counts=counts,
+                batch=row.batch,
                 service_tier=row.service_tier,
             )
             if priced is not None:
@@ -146,7 +150,9 @@ class Pipeline:
     def _price_ref_id(self, match: PriceMatch) -> int:
         if match not in self._price_refs:
             ref, _ = PriceRef.objects.get_or_create(
-                source=match.source, provider_ref=match.provider_ref, model_ref=match.model_ref,
+                source=match.source,
+                provider_ref=match.provider_ref,
+                model_ref=match.model_ref,
                 context=match.context,
             )
             self._price_refs[match] = ref.pk

@@ -29,12 +29,16 @@ def default_organisation() -> Organisation:
         raise Organisation.MultipleObjectsReturned("several organisations exist: name one")
     if organisations:
         return organisations[0]
-    return Organisation.objects.create(name="Default", slug="default", time_zone=settings.SPENDWATCH_TIME_ZONE)
+    return Organisation.objects.create(
+        name="Default", slug="default", time_zone=settings.SPENDWATCH_TIME_ZONE
+    )
 
 
 def source_get_or_create(*, organisation: Organisation, name: str, format: str) -> DataSource:
     get_adapter(format)  # refuse unknown formats before anything is written
-    source, _ = DataSource.objects.get_or_create(organisation=organisation, name=name, defaults={"format": format})
+    source, _ = DataSource.objects.get_or_create(
+        organisation=organisation, name=name, defaults={"format": format}
+    )
     return source
 
 
@@ -59,8 +63,14 @@ def run_process(*, run_id: int) -> IngestionRun:
         claimed = IngestionRun.objects.filter(
             pk=run_id, status__in=[RunStatus.PENDING, RunStatus.RUNNING]
         ).update(
-            status=RunStatus.RUNNING, started_at=timezone.now(), rows=0, accepted=0, duplicates=0,
-            replaced=0, rejected=0, error="",
+            status=RunStatus.RUNNING,
+            started_at=timezone.now(),
+            rows=0,
+            accepted=0,
+            duplicates=0,
+            replaced=0,
+            rejected=0,
+            error="",
         )
         if claimed:
             RejectedRow.objects.filter(run_id=run_id).delete()

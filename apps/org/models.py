@@ -14,12 +14,16 @@ class Organisation(models.Model):
 
 class Team(models.Model):
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="teams")
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
     name = models.CharField(max_length=200)
     slug = models.SlugField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["organisation", "slug"], name="team_slug_unique_per_org")]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "slug"], name="team_slug_unique_per_org")
+        ]
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -34,7 +38,9 @@ class Person(models.Model):
     is_active = models.BooleanField(default=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["organisation", "email"], name="person_email_unique_per_org")]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "email"], name="person_email_unique_per_org")
+        ]
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -49,7 +55,9 @@ class Task(models.Model):
     name = models.CharField(max_length=200)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["organisation", "key"], name="task_key_unique_per_org")]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "key"], name="task_key_unique_per_org")
+        ]
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -100,3 +108,6 @@ class RawIdentity(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organisation", "digest"], name="raw_identity_unique")]
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.fields.items()))

@@ -25,7 +25,9 @@ class UsageFact(models.Model):
     id = models.BigAutoField(primary_key=True)
     source = models.ForeignKey(DataSource, on_delete=models.CASCADE, db_index=False, related_name="+")
     ts = models.DateTimeField()  # request time, or the bucket's start (UTC)
-    record_key = models.CharField(max_length=200)  # natural id within the source: request id or bucket group hash
+    record_key = models.CharField(
+        max_length=200
+    )  # natural id within the source: request id or bucket group hash
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, db_index=False, related_name="+")
     day = models.DateField()  # the organisation-local day the row counts in (a 1d bucket keeps its own date)
     grain = models.PositiveSmallIntegerField(choices=Grain.choices)
@@ -50,7 +52,9 @@ class UsageFact(models.Model):
     batch = models.BooleanField(default=False)
     cost_nanos = models.BigIntegerField(null=True)  # computed from tokens x price; NULL = unpriced
     reported_cost_nanos = models.BigIntegerField(null=True)  # as the source reported it, kept beside ours
-    price_ref = models.ForeignKey(PriceRef, null=True, on_delete=models.PROTECT, db_index=False, related_name="+")
+    price_ref = models.ForeignKey(
+        PriceRef, null=True, on_delete=models.PROTECT, db_index=False, related_name="+"
+    )
 
     class Meta:
         constraints = [
@@ -58,6 +62,9 @@ class UsageFact(models.Model):
             models.UniqueConstraint(fields=["source", "ts", "record_key"], name="usage_fact_natural_key"),
         ]
         indexes = [models.Index(fields=["organisation", "day"], name="usage_fact_org_day")]
+
+    def __str__(self) -> str:
+        return f"{self.record_key} @ {self.ts:%Y-%m-%d %H:%M}"
 
 
 class DailyRollup(models.Model):
@@ -85,3 +92,6 @@ class DailyRollup(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["organisation", "day"], name="daily_rollup_org_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} rollup"

@@ -45,6 +45,13 @@ FACT_COLUMNS = (
 _KEY = ("source_id", "ts", "record_key")
 # What makes a re-sent bucket "changed" (run_id is bookkeeping, not content).
 _CONTENT = tuple(column for column in FACT_COLUMNS if column not in _KEY and column != "run_id")
+_VOLUME = (
+    "input_uncached_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+)
 _GRAIN = FACT_COLUMNS.index("grain")
 _TS = FACT_COLUMNS.index("ts")
 _DAY = FACT_COLUMNS.index("day")
@@ -62,7 +69,8 @@ def store_facts(rows: Sequence[tuple]) -> StoreResult:
     """Upsert fact rows (tuples in FACT_COLUMNS order) on the natural key (source, ts, record_key).
 
     A request-grain row that exists already is a duplicate and is left alone; a bucket row replaces
-    its stored version when any of its content differs. Must run inside a transaction.
+    its stored version when its content differs and it is not smaller (a grown bucket); an identical
+    or older, smaller version counts as a duplicate. Must run inside a transaction.
     """
     if not rows:
         return StoreResult(0, 0, 0)
@@ -97,7 +105,7 @@ def _stage_postgresql(cursor, rows: Iterable[tuple]) -> None:
 
 
 def _stage_sqlite(cursor, rows: Iterable[tuple]) -> None:
-    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} AS SELECT * FROM usage_usagefact WHERE 0")
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} AS SELECT * FROM usage_usagefact WHERE 0")  # noqa: S608
     placeholders = ", ".join(["%s"] * len(FACT_COLUMNS))
     cursor.executemany(
         f"INSERT INTO {STAGE} ({', '.join(FACT_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
@@ -122,10 +130,20 @@ def _replace_changed_buckets(cursor) -> int:
         changed = " OR ".join(f"usage_usagefact.{c} IS NOT s.{c}" for c in _CONTENT)
         target = "usage_usagefact"
     alias = "f" if connection.vendor == "postgresql" else "usage_usagefact"
+    # A bucket only fills up during its period, so an older, smaller export of it that arrives late
+    # must not roll the stored one back: replace only with a version that is at least as large.
+    cast = "::numeric" if connection.vendor == "postgresql" else ""  # sums of 64-bit counts may overflow
+
+    def volume(table: str) -> str:
+        return " + ".join(f"{table}.{column}{cast}" for column in _VOLUME)
+
+    not_smaller = (
+        f"({volume('s')}) >= ({volume(alias)}) AND COALESCE(s.requests, 0) >= COALESCE({alias}.requests, 0)"
+    )
     cursor.execute(
         f"UPDATE {target} SET {assignments} FROM {STAGE} AS s "  # noqa: S608 - built from constants
         f"WHERE s.grain <> {Grain.REQUEST} AND {alias}.source_id = s.source_id AND {alias}.ts = s.ts "
-        f"AND {alias}.record_key = s.record_key AND ({changed})"
+        f"AND {alias}.record_key = s.record_key AND ({changed}) AND {not_smaller}"
     )
     return cursor.rowcount
 

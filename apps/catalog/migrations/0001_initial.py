@@ -5,45 +5,83 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Provider',
+            name="Provider",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(unique=True)),
-                ('name', models.CharField(max_length=100)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(unique=True)),
+                ("name", models.CharField(max_length=100)),
             ],
         ),
         migrations.CreateModel(
-            name='PriceRef',
+            name="PriceRef",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(max_length=100)),
-                ('provider_ref', models.CharField(max_length=100)),
-                ('model_ref', models.CharField(max_length=200)),
-                ('context', models.CharField(blank=True, default='', max_length=200)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("source", models.CharField(max_length=100)),
+                ("provider_ref", models.CharField(max_length=100)),
+                ("model_ref", models.CharField(max_length=200)),
+                ("context", models.CharField(blank=True, default="", max_length=200)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('source', 'provider_ref', 'model_ref', 'context'), name='price_ref_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("source", "provider_ref", "model_ref", "context"), name="price_ref_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='AIModel',
+            name="AIModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('tier', models.CharField(choices=[('frontier', 'Frontier'), ('standard', 'Standard'), ('small', 'Small'), ('unknown', 'Not tiered yet')], default='unknown', max_length=20)),
-                ('provider', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='models', to='catalog.provider')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "tier",
+                    models.CharField(
+                        choices=[
+                            ("frontier", "Frontier"),
+                            ("standard", "Standard"),
+                            ("small", "Small"),
+                            ("unknown", "Not tiered yet"),
+                        ],
+                        default="unknown",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "provider",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="models",
+                        to="catalog.provider",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['provider__slug', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('provider', 'name'), name='model_unique_per_provider')],
+                "ordering": ["provider__slug", "name"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("provider", "name"), name="model_unique_per_provider")
+                ],
             },
         ),
     ]

@@ -11,7 +11,9 @@ from django.conf import settings
 from apps.ingestion.adapters.base import RowError
 
 
-def iter_json_records(stream: IO[bytes], *, envelope_key: str | None = None) -> Iterator[tuple[int, Any, str]]:
+def iter_json_records(
+    stream: IO[bytes], *, envelope_key: str | None = None
+) -> Iterator[tuple[int, Any, str]]:
     """Yield (line, record, raw) from JSONL (one object per line) or from a single JSON document.
 
     A document that is an array, or an object holding an array under `envelope_key`, yields its items

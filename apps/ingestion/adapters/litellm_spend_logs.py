@@ -104,7 +104,8 @@ def _row(record: Any, line: int) -> NormalisedRow:
     uncached = prompt - cache_read - cache_write_total
     if uncached < 0:
         raise RowInvalid(
-            "prompt_tokens", f"{prompt} is less than its cache reads ({cache_read}) and writes ({cache_write_total})"
+            "prompt_tokens",
+            f"{prompt} is less than its cache reads ({cache_read}) and writes ({cache_write_total})",
         )
     reasoning = base.tokens(
         completion_details.get("reasoning_tokens"), "metadata.usage_object.completion_tokens_details"

@@ -59,15 +59,21 @@ class OpenAIUsage(base.Adapter):
                 results = bucket.get("results") if isinstance(bucket, dict) else None
                 if not isinstance(results, list):
                     position += 1
-                    yield RowError(file_name, position, "results", "expected a bucket with a results list", "")
+                    yield RowError(
+                        file_name, position, "results", "expected a bucket with a results list", ""
+                    )
                     continue
                 for result in results:
                     position += 1
                     try:
                         yield _row(bucket, result, position)
                     except RowInvalid as error:
-                        raw = orjson.dumps({"bucket": {k: bucket.get(k) for k in ("start_time", "end_time")},
-                                            "result": result}).decode()
+                        raw = orjson.dumps(
+                            {
+                                "bucket": {k: bucket.get(k) for k in ("start_time", "end_time")},
+                                "result": result,
+                            }
+                        ).decode()
                         yield RowError(file_name, position, error.field, error.reason, raw)
 
 
@@ -88,7 +94,9 @@ def _row(bucket: dict, result: Any, position: int) -> NormalisedRow:
     cache_write = base.tokens(result.get("input_cache_write_tokens"), "input_cache_write_tokens")
     uncached = total_input - cached - cache_write
     if uncached < 0:
-        raise RowInvalid("input_tokens", f"{total_input} is less than cached ({cached}) + cache writes ({cache_write})")
+        raise RowInvalid(
+            "input_tokens", f"{total_input} is less than cached ({cached}) + cache writes ({cache_write})"
+        )
     identity = {
         "project": base.text(result.get("project_id")),
         "user": base.text(result.get("user_id")),

@@ -5,63 +5,112 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('org', '0001_initial'),
+        ("org", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DataSource',
+            name="DataSource",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('format', models.CharField(max_length=50)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('organisation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='data_sources', to='org.organisation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("format", models.CharField(max_length=50)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="data_sources",
+                        to="org.organisation",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='IngestionRun',
+            name="IngestionRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('format', models.CharField(max_length=50)),
-                ('files', models.JSONField(default=list)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('completed', 'Completed'), ('failed', 'Failed')], default='pending', max_length=20)),
-                ('rows', models.BigIntegerField(default=0)),
-                ('accepted', models.BigIntegerField(default=0)),
-                ('duplicates', models.BigIntegerField(default=0)),
-                ('replaced', models.BigIntegerField(default=0)),
-                ('rejected', models.BigIntegerField(default=0)),
-                ('error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='ingestion.datasource')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("format", models.CharField(max_length=50)),
+                ("files", models.JSONField(default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("completed", "Completed"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("rows", models.BigIntegerField(default=0)),
+                ("accepted", models.BigIntegerField(default=0)),
+                ("duplicates", models.BigIntegerField(default=0)),
+                ("replaced", models.BigIntegerField(default=0)),
+                ("rejected", models.BigIntegerField(default=0)),
+                ("error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="runs",
+                        to="ingestion.datasource",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='RejectedRow',
+            name="RejectedRow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('file', models.CharField(max_length=500)),
-                ('line', models.BigIntegerField()),
-                ('field', models.CharField(max_length=200)),
-                ('reason', models.TextField()),
-                ('raw', models.TextField()),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rejected_rows', to='ingestion.ingestionrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("file", models.CharField(max_length=500)),
+                ("line", models.BigIntegerField()),
+                ("field", models.CharField(max_length=200)),
+                ("reason", models.TextField()),
+                ("raw", models.TextField()),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rejected_rows",
+                        to="ingestion.ingestionrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['run', 'file', 'line'],
+                "ordering": ["run", "file", "line"],
             },
         ),
         migrations.AddConstraint(
-            model_name='datasource',
-            constraint=models.UniqueConstraint(fields=('organisation', 'name'), name='source_name_unique_per_org'),
+            model_name="datasource",
+            constraint=models.UniqueConstraint(
+                fields=("organisation", "name"), name="source_name_unique_per_org"
+            ),
         ),
     ]

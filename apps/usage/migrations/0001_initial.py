@@ -5,77 +5,218 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('catalog', '0001_initial'),
-        ('ingestion', '0001_initial'),
-        ('org', '0001_initial'),
+        ("catalog", "0001_initial"),
+        ("ingestion", "0001_initial"),
+        ("org", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DailyRollup',
+            name="DailyRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('fact_rows', models.BigIntegerField()),
-                ('unpriced_rows', models.BigIntegerField()),
-                ('failed_rows', models.BigIntegerField()),
-                ('requests', models.BigIntegerField(null=True)),
-                ('input_uncached_tokens', models.BigIntegerField()),
-                ('cache_read_tokens', models.BigIntegerField()),
-                ('cache_write_5m_tokens', models.BigIntegerField()),
-                ('cache_write_1h_tokens', models.BigIntegerField()),
-                ('output_tokens', models.BigIntegerField()),
-                ('reasoning_tokens', models.BigIntegerField()),
-                ('cost_nanos', models.BigIntegerField()),
-                ('reported_cost_nanos', models.BigIntegerField(null=True)),
-                ('model', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.aimodel')),
-                ('organisation', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='org.organisation')),
-                ('person', models.ForeignKey(db_index=False, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='org.person')),
-                ('provider', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.provider')),
-                ('task', models.ForeignKey(db_index=False, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='org.task')),
-                ('team', models.ForeignKey(db_index=False, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='org.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("day", models.DateField()),
+                ("fact_rows", models.BigIntegerField()),
+                ("unpriced_rows", models.BigIntegerField()),
+                ("failed_rows", models.BigIntegerField()),
+                ("requests", models.BigIntegerField(null=True)),
+                ("input_uncached_tokens", models.BigIntegerField()),
+                ("cache_read_tokens", models.BigIntegerField()),
+                ("cache_write_5m_tokens", models.BigIntegerField()),
+                ("cache_write_1h_tokens", models.BigIntegerField()),
+                ("output_tokens", models.BigIntegerField()),
+                ("reasoning_tokens", models.BigIntegerField()),
+                ("cost_nanos", models.BigIntegerField()),
+                ("reported_cost_nanos", models.BigIntegerField(null=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="catalog.aimodel",
+                    ),
+                ),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="org.organisation",
+                    ),
+                ),
+                (
+                    "person",
+                    models.ForeignKey(
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="org.person",
+                    ),
+                ),
+                (
+                    "provider",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="catalog.provider",
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="org.task",
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="org.team",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['organisation', 'day'], name='daily_rollup_org_day')],
+                "indexes": [models.Index(fields=["organisation", "day"], name="daily_rollup_org_day")],
             },
         ),
         migrations.CreateModel(
-            name='UsageFact',
+            name="UsageFact",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('ts', models.DateTimeField()),
-                ('record_key', models.CharField(max_length=200)),
-                ('day', models.DateField()),
-                ('grain', models.PositiveSmallIntegerField(choices=[(0, 'request'), (1, '1m'), (2, '1h'), (3, '1d')])),
-                ('run_id', models.BigIntegerField()),
-                ('input_uncached_tokens', models.BigIntegerField(default=0)),
-                ('cache_read_tokens', models.BigIntegerField(default=0)),
-                ('cache_write_5m_tokens', models.BigIntegerField(default=0)),
-                ('cache_write_1h_tokens', models.BigIntegerField(default=0)),
-                ('output_tokens', models.BigIntegerField(default=0)),
-                ('reasoning_tokens', models.BigIntegerField(default=0)),
-                ('requests', models.BigIntegerField(null=True)),
-                ('failed', models.BooleanField(default=False)),
-                ('batch', models.BooleanField(default=False)),
-                ('cost_nanos', models.BigIntegerField(null=True)),
-                ('reported_cost_nanos', models.BigIntegerField(null=True)),
-                ('model', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='catalog.aimodel')),
-                ('organisation', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='org.organisation')),
-                ('person', models.ForeignKey(db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='org.person')),
-                ('price_ref', models.ForeignKey(db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='catalog.priceref')),
-                ('provider', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='catalog.provider')),
-                ('raw_identity', models.ForeignKey(db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='org.rawidentity')),
-                ('source', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='ingestion.datasource')),
-                ('task', models.ForeignKey(db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='org.task')),
-                ('team', models.ForeignKey(db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='org.team')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("ts", models.DateTimeField()),
+                ("record_key", models.CharField(max_length=200)),
+                ("day", models.DateField()),
+                (
+                    "grain",
+                    models.PositiveSmallIntegerField(
+                        choices=[(0, "request"), (1, "1m"), (2, "1h"), (3, "1d")]
+                    ),
+                ),
+                ("run_id", models.BigIntegerField()),
+                ("input_uncached_tokens", models.BigIntegerField(default=0)),
+                ("cache_read_tokens", models.BigIntegerField(default=0)),
+                ("cache_write_5m_tokens", models.BigIntegerField(default=0)),
+                ("cache_write_1h_tokens", models.BigIntegerField(default=0)),
+                ("output_tokens", models.BigIntegerField(default=0)),
+                ("reasoning_tokens", models.BigIntegerField(default=0)),
+                ("requests", models.BigIntegerField(null=True)),
+                ("failed", models.BooleanField(default=False)),
+                ("batch", models.BooleanField(default=False)),
+                ("cost_nanos", models.BigIntegerField(null=True)),
+                ("reported_cost_nanos", models.BigIntegerField(null=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="catalog.aimodel",
+                    ),
+                ),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="org.organisation",
+                    ),
+                ),
+                (
+                    "person",
+                    models.ForeignKey(
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="org.person",
+                    ),
+                ),
+                (
+                    "price_ref",
+                    models.ForeignKey(
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="catalog.priceref",
+                    ),
+                ),
+                (
+                    "provider",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="catalog.provider",
+                    ),
+                ),
+                (
+                    "raw_identity",
+                    models.ForeignKey(
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="org.rawidentity",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="ingestion.datasource",
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="org.task",
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="org.team",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['organisation', 'day'], name='usage_fact_org_day')],
-                'constraints': [models.UniqueConstraint(fields=('source', 'ts', 'record_key'), name='usage_fact_natural_key')],
+                "indexes": [models.Index(fields=["organisation", "day"], name="usage_fact_org_day")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("source", "ts", "record_key"), name="usage_fact_natural_key"
+                    )
+                ],
             },
         ),
     ]

@@ -27,11 +27,17 @@ class Command(BaseCommand):
                 else services.default_organisation()
             )
             source = services.source_get_or_create(
-                organisation=organisation, name=options["source"] or options["format"], format=options["format"]
+                organisation=organisation,
+                name=options["source"] or options["format"],
+                format=options["format"],
             )
             run = services.ingest_files(source=source, format=options["format"], paths=options["paths"])
-        except (UnknownFormat, services.FileUnreadable, Organisation.DoesNotExist,
-                Organisation.MultipleObjectsReturned) as error:
+        except (
+            UnknownFormat,
+            services.FileUnreadable,
+            Organisation.DoesNotExist,
+            Organisation.MultipleObjectsReturned,
+        ) as error:
             self.stderr.write(f"ingest: {error}")
             sys.exit(2)
         self.stdout.write(orjson.dumps(run.summary()).decode())
