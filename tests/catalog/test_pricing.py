@@ -24,8 +24,14 @@ def test_documented_prices():
     assert nanos("openai", "gpt-5", gpt5) == 2_025_000_000
     assert nanos("openai", "gpt-5", gpt5, batch=True) == 1_012_500_000
     # The >200k tier is a cliff: one more input token re-prices every token.
-    assert nanos("anthropic", "claude-sonnet-4-5", TokenCounts(input_uncached=200_000, output=1_000)) == 615_000_000
-    assert nanos("anthropic", "claude-sonnet-4-5", TokenCounts(input_uncached=200_001, output=1_000)) == 1_222_506_000
+    assert (
+        nanos("anthropic", "claude-sonnet-4-5", TokenCounts(input_uncached=200_000, output=1_000))
+        == 615_000_000
+    )
+    assert (
+        nanos("anthropic", "claude-sonnet-4-5", TokenCounts(input_uncached=200_001, output=1_000))
+        == 1_222_506_000
+    )
 
 
 def test_history_is_priced_at_the_price_of_its_day():
@@ -69,7 +75,9 @@ counts = st.integers(min_value=0, max_value=400_000)
     reasoning_share=st.floats(0, 1),
     days_back=st.integers(0, 500),
 )
-def test_fast_path_equals_calc_price(model, uncached, cache_read, write_5m, write_1h, output, reasoning_share, days_back):
+def test_fast_path_equals_calc_price(
+    model, uncached, cache_read, write_5m, write_1h, output, reasoning_share, days_back
+):
     provider, name = model
     at = AT - dt.timedelta(days=days_back)
     reasoning = int(output * reasoning_share)

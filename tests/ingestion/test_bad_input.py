@@ -33,10 +33,21 @@ def _bad_lines() -> list[tuple[bytes, str, str]]:
         (variant(request_id="enum", status="maybe"), "status", "unknown status"),
         (b'{"request_id": "utf8-\xff\xfe", "prompt_tokens": 1}', "(line)", "invalid JSON"),
         (variant(request_id="huge", completion_tokens=2**63), "completion_tokens", "does not fit in 64 bits"),
-        (variant(request_id="reason", completion_tokens=5,
-                 metadata={**good["metadata"], "usage_object": {**good["metadata"]["usage_object"],
-                           "completion_tokens_details": {"reasoning_tokens": 50}}}),
-         "completion_tokens", "less than its reasoning tokens"),
+        (
+            variant(
+                request_id="reason",
+                completion_tokens=5,
+                metadata={
+                    **good["metadata"],
+                    "usage_object": {
+                        **good["metadata"]["usage_object"],
+                        "completion_tokens_details": {"reasoning_tokens": 50},
+                    },
+                },
+            ),
+            "completion_tokens",
+            "less than its reasoning tokens",
+        ),
         (variant(request_id="cache", prompt_tokens=100), "prompt_tokens", "less than its cache reads"),
     ]
 
@@ -51,7 +62,12 @@ def test_bad_lines_are_reported_and_good_lines_kept(ingest, tmp_path, capsys):
     call_command("ingest", "--format", "litellm_spend_logs", str(path))
     summary = json.loads(capsys.readouterr().out)
 
-    assert (summary["rows"], summary["accepted"], summary["rejected"], summary["duplicates"]) == (10_000, 9_990, 10, 0)
+    assert (summary["rows"], summary["accepted"], summary["rejected"], summary["duplicates"]) == (
+        10_000,
+        9_990,
+        10,
+        0,
+    )
     rejected = list(RejectedRow.objects.order_by("line"))
     assert [row.line for row in rejected] == positions
     for row, position in zip(rejected, positions, strict=True):
@@ -75,17 +91,29 @@ def test_resubmitting_corrected_rows_gives_the_all_good_totals(ingest, tmp_path)
     second = ingest("litellm_spend_logs", corrected)
     assert (second.accepted, second.rejected, second.duplicates) == (2, 0, 0)
 
-    totals = UsageFact.objects.aggregate(rows=Count("id"), cost=Sum("cost_nanos"), tokens=Sum("output_tokens"))
+    totals = UsageFact.objects.aggregate(
+        rows=Count("id"), cost=Sum("cost_nanos"), tokens=Sum("output_tokens")
+    )
     assert totals == {"rows": 200, "cost": 200 * 500_000, "tokens": 200 * 100}
 
 
 def test_huge_token_counts_and_odd_money_are_stored_exactly(ingest, tmp_path):
     usage = litellm_record("x")["metadata"]["usage_object"]
     records = [
-        litellm_record("big-31", prompt_tokens=2**31 + 5, completion_tokens=0, spend="0E-6176",
-                       metadata={"usage_object": {**usage, "prompt_tokens_details": {"cached_tokens": 0}}}),
-        litellm_record("big-34", prompt_tokens=2**34 + 7, completion_tokens=2**33, spend=1.5e-2,
-                       metadata={"usage_object": {**usage, "prompt_tokens_details": {"cached_tokens": 2**32}}}),
+        litellm_record(
+            "big-31",
+            prompt_tokens=2**31 + 5,
+            completion_tokens=0,
+            spend="0E-6176",
+            metadata={"usage_object": {**usage, "prompt_tokens_details": {"cached_tokens": 0}}},
+        ),
+        litellm_record(
+            "big-34",
+            prompt_tokens=2**34 + 7,
+            completion_tokens=2**33,
+            spend=1.5e-2,
+            metadata={"usage_object": {**usage, "prompt_tokens_details": {"cached_tokens": 2**32}}},
+        ),
         litellm_record("long-decimal", spend="0.012345678901234567890123456789012345678"),
     ]
     run = ingest("litellm_spend_logs", write_jsonl(tmp_path / "big.jsonl", records))
@@ -106,4 +134,7 @@ def test_huge_token_counts_and_odd_money_are_stored_exactly(ingest, tmp_path):
     # gpt-4.1-mini at $0.40 / $0.10 / $1.60 per MTok = 400 / 100 / 1,600 nano-dollars a token.
     assert big31.cost_nanos == (2**31 + 5) * 400
     assert big34.cost_nanos == (2**34 + 7 - 2**32) * 400 + 2**32 * 100 + 2**33 * 1_600
-    assert UsageFact.objects.aggregate(t=Sum("input_uncached_tokens"))["t"] == 2**31 + 5 + 2**34 + 7 - 2**32 + 800
+    assert (
+        UsageFact.objects.aggregate(t=Sum("input_uncached_tokens"))["t"]
+        == 2**31 + 5 + 2**34 + 7 - 2**32 + 800
+    )

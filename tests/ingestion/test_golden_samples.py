@@ -30,13 +30,26 @@ def stored_by_model() -> dict[str, dict]:
 def test_litellm_sample_totals_match_the_independent_checker(ingest):
     run = ingest("litellm_spend_logs", LITELLM)
 
-    assert run.summary() == {"run": run.pk, "rows": 16, "accepted": 16, "duplicates": 0, "replaced": 0, "rejected": 0}
+    assert run.summary() == {
+        "run": run.pk,
+        "rows": 16,
+        "accepted": 16,
+        "duplicates": 0,
+        "replaced": 0,
+        "rejected": 0,
+    }
     expected = litellm_expected(LITELLM)
     stored = stored_by_model()
     assert set(stored) == set(expected)
     for model, want in expected.items():
         got = stored[model]
-        for kind in ("input_uncached_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "requests"):
+        for kind in (
+            "input_uncached_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "requests",
+        ):
             assert got[kind] == want[kind], (model, kind)
         assert Decimal(got["cost"]) / 10**9 == want["cost"], model
         assert Decimal(got["reported"]) / 10**9 == want["reported"], model
@@ -68,7 +81,13 @@ def test_openai_usage_pages_match_the_independent_checker(ingest):
     assert set(stored) == set(expected)
     for model, want in expected.items():
         got = stored[model]
-        for kind in ("input_uncached_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "requests"):
+        for kind in (
+            "input_uncached_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "requests",
+        ):
             assert got[kind] == want[kind], (model, kind)
         assert Decimal(got["cost"]) / 10**9 == want["cost"], model
     assert sum(row["cost"] for row in stored.values()) == 51_072_706_800  # $51.0727068
@@ -77,7 +96,11 @@ def test_openai_usage_pages_match_the_independent_checker(ingest):
 
 def test_openai_usage_input_already_contains_cached_tokens(ingest):
     ingest("openai_usage", OPENAI_PAGES[0])
-    fact = UsageFact.objects.get(model__name="gpt-4.1-2025-04-14", ts__date="2026-08-03", raw_identity__fields__project="proj_Plat7xQ2mRt")
+    fact = UsageFact.objects.get(
+        model__name="gpt-4.1-2025-04-14",
+        ts__date="2026-08-03",
+        raw_identity__fields__project="proj_Plat7xQ2mRt",
+    )
     # 1,100,195 input of which 472,960 cached: 627,235 uncached, each priced once at its own rate.
     assert (fact.input_uncached_tokens, fact.cache_read_tokens, fact.output_tokens, fact.requests) == (
         627_235,

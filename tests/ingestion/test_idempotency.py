@@ -54,7 +54,9 @@ def test_overlapping_exports_count_every_request_once(ingest, tmp_path, capsys):
 
 def test_ingesting_files_in_any_order_gives_the_same_ledger(ingest, tmp_path):
     files = [
-        write_jsonl(tmp_path / f"part{n}.jsonl", [litellm_record(f"req-{i}") for i in range(start, start + 30)])
+        write_jsonl(
+            tmp_path / f"part{n}.jsonl", [litellm_record(f"req-{i}") for i in range(start, start + 30)]
+        )
         for n, start in enumerate((0, 20, 10))
     ]
     results = []
@@ -71,7 +73,14 @@ def test_ingesting_files_in_any_order_gives_the_same_ledger(ingest, tmp_path):
 def _page(bucket_start: int, results: list[dict]) -> dict:
     return {
         "object": "page",
-        "data": [{"object": "bucket", "start_time": bucket_start, "end_time": bucket_start + 86400, "results": results}],
+        "data": [
+            {
+                "object": "bucket",
+                "start_time": bucket_start,
+                "end_time": bucket_start + 86400,
+                "results": results,
+            }
+        ],
         "has_more": False,
         "next_page": None,
     }
@@ -129,7 +138,10 @@ def test_a_re_pulled_identical_bucket_is_a_duplicate_not_a_replacement(ingest):
 def test_a_model_no_price_list_knows_is_kept_unpriced_never_free(ingest, tmp_path, capsys):
     path = write_jsonl(
         tmp_path / "mixed.jsonl",
-        [litellm_record("known-1"), litellm_record("mystery-1", model="acme-llm-2027", custom_llm_provider="acme")],
+        [
+            litellm_record("known-1"),
+            litellm_record("mystery-1", model="acme-llm-2027", custom_llm_provider="acme"),
+        ],
     )
     run = ingest("litellm_spend_logs", path)
 
