@@ -34,8 +34,12 @@ def teams(acme) -> dict[str, Team]:
     sales = Team.objects.create(organisation=acme, name="Sales", slug="sales")
     return {
         "engineering": engineering,
-        "platform": Team.objects.create(organisation=acme, name="Platform", slug="platform", parent=engineering),
-        "payments": Team.objects.create(organisation=acme, name="Payments", slug="payments", parent=engineering),
+        "platform": Team.objects.create(
+            organisation=acme, name="Platform", slug="platform", parent=engineering
+        ),
+        "payments": Team.objects.create(
+            organisation=acme, name="Payments", slug="payments", parent=engineering
+        ),
         "sales": sales,
         "emea": Team.objects.create(organisation=acme, name="EMEA", slug="emea", parent=sales),
     }
@@ -48,7 +52,11 @@ def people(acme, teams) -> dict[str, Person]:
             organisation=acme, name=name.title(), email=f"{name}@acme.example", team=teams[team]
         )
 
-    return {"alice": person("alice", "platform"), "bob": person("bob", "payments"), "carol": person("carol", "emea")}
+    return {
+        "alice": person("alice", "platform"),
+        "bob": person("bob", "payments"),
+        "carol": person("carol", "emea"),
+    }
 
 
 def _login(client, email: str, organisation: Organisation, role: str, *, person=None, manages=()):
@@ -71,7 +79,9 @@ def as_persona(acme, teams, people, client) -> Callable:
         if name == "eng_manager":
             return _login(client, "eng.lead@acme.example", acme, Role.MANAGER, manages=[teams["engineering"]])
         if name == "platform_manager":
-            return _login(client, "platform.lead@acme.example", acme, Role.MANAGER, manages=[teams["platform"]])
+            return _login(
+                client, "platform.lead@acme.example", acme, Role.MANAGER, manages=[teams["platform"]]
+            )
         if name == "alice":
             return _login(client, "alice@acme.example", acme, Role.MEMBER, person=people["alice"])
         if name == "outsider":
@@ -124,7 +134,9 @@ def ingest(acme) -> Callable[..., IngestionRun]:
     """ingest(format, *paths, source="name") through the real pipeline, synchronously."""
 
     def run(format: str, *paths: Path, source: str | None = None) -> IngestionRun:
-        data_source: DataSource = source_get_or_create(organisation=acme, name=source or format, format=format)
+        data_source: DataSource = source_get_or_create(
+            organisation=acme, name=source or format, format=format
+        )
         return ingest_files(source=data_source, format=format, paths=list(paths))
 
     return run

@@ -56,7 +56,8 @@ def openai_usage_expected(paths: list[Path]) -> dict[str, dict]:
         for bucket in json.loads(path.read_text())["data"]:
             for result in bucket["results"]:
                 key = (bucket["start_time"],) + tuple(
-                    result.get(f) for f in ("project_id", "user_id", "api_key_id", "model", "batch", "service_tier")
+                    result.get(f)
+                    for f in ("project_id", "user_id", "api_key_id", "model", "batch", "service_tier")
                 )
                 buckets[key] = {"start": bucket["start_time"], **result}
     totals: dict[str, dict] = defaultdict(lambda: defaultdict(Decimal))

@@ -1,7 +1,6 @@
 """Pricing: the documented figures of genai-prices 0.2.3, and our fast path equal to calc_price exactly."""
 
 import datetime as dt
-from decimal import Decimal
 
 from genai_prices import calc_price
 from hypothesis import given, settings
