@@ -1,0 +1,72 @@
+# SpendWatch developer tasks. A fresh machine needs only python3.11 and make: `install` builds .venv,
+# and the scripts install PostgreSQL and Redis from apt when missing (as root).
+#
+#   make install   .venv with the app and dev dependencies (again only when pyproject.toml changes)
+#   make lint      ruff check + ruff format --check
+#   make test      install, lint, the suite on SQLite, then again on a throwaway PostgreSQL + Redis
+#   make run       the app on http://127.0.0.1:8000 (web + celery worker + beat; Ctrl-C stops all)
+#   make bench     bench/run.py against a throwaway crash-safe PostgreSQL
+#   make clean     remove test artifacts, caches and leftover throwaway servers (keeps .venv, var/ data)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+# Steps of `test` must run in order, never side by side, even under make -j.
+.NOTPARALLEL:
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# A hung test fails after this many seconds instead of eating CI's time (pytest-timeout).
+PYTEST_TIMEOUT ?= 600
+PYTEST_ARGS ?=
+PYTEST := $(BIN)/pytest --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+BENCH_ARGS ?=
+
+.PHONY: help install lint test test-sqlite test-pg run bench clean
+
+help:
+	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
+
+install: $(STAMP)
+
+# The stamp is newer than pyproject.toml once its dependencies are installed; editing it re-installs.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found on PATH (set PYTHON=...)" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q ".[dev]"
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint test-sqlite test-pg
+
+# The zero-setup configuration: SQLite, filesystem broker; tests that need Redis skip themselves.
+test-sqlite: install
+	@echo "== tests on SQLite"
+	env -u DATABASE_URL -u SPENDWATCH_TEST_REDIS_URL -u CELERY_BROKER_URL $(PYTEST)
+
+# The production configuration: exports DATABASE_URL and SPENDWATCH_TEST_REDIS_URL for this run only;
+# both servers are removed afterwards, whatever the outcome.
+test-pg: install
+	@echo "== tests on PostgreSQL + Redis"
+	env -u CELERY_BROKER_URL scripts/with_services.sh --pg --redis -- $(PYTEST)
+
+run: install
+	scripts/run.sh
+
+bench: install
+	scripts/with_services.sh --pg-durable -- $(BIN)/python bench/run.py $(BENCH_ARGS)
+
+clean:
+	@# Servers left by an interrupted run (kill -9, a closed terminal) are stopped before their state goes.
+	@for d in var/services.*; do \
+		[ -d "$$d" ] || continue; \
+		scripts/pg.sh stop "$$d/pg"; scripts/redis.sh stop "$$d/redis"; rm -rf "$$d"; \
+	done
+	rm -rf var/test-spendwatch.sqlite3* var/staticfiles test-artifacts build .pytest_cache .ruff_cache .hypothesis
+	rm -rf *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
