@@ -15,13 +15,22 @@ from decimal import Decimal
 from importlib.metadata import version
 
 from genai_prices import Usage, data_snapshot
-from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
+from genai_prices.types import ModelInfo, ModelPrice, TieredPrices, TimeOfDateConstraint
 
 PRICE_SOURCE = f"genai-prices {version('genai-prices')}"
 FEMTOS_PER_USD = 10**15
 FEMTOS_PER_NANO = 10**6
-# Price periods (time-of-day prices, dated changes) are looked up per quarter hour.
-_SLOT_SECONDS = 900
+# Dated price changes start on a UTC date, so a price looked up once per UTC day holds for that day;
+# models with time-of-day prices (e.g. off-peak discounts) are looked up per quarter hour instead.
+_DAY_SECONDS = 86_400
+_TIME_OF_DAY_SLOT_SECONDS = 900
+
+
+def _has_time_of_day_prices(info: ModelInfo) -> bool:
+    prices = info.prices if isinstance(info.prices, list) else []
+    variants = info.price_variants or ()
+    constraints = [conditional.constraint for conditional in prices] + [variant.constraint for variant in variants]
+    return any(isinstance(constraint, TimeOfDateConstraint) for constraint in constraints)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,17 +120,19 @@ class Pricer:
 
     def __init__(self) -> None:
         self._snapshot = data_snapshot.get_snapshot()
-        self._models: dict[tuple[str, str], tuple[str, ModelInfo] | None] = {}
+        self._models: dict[tuple[str, str], tuple[str, ModelInfo, int] | None] = {}
         self._prices: dict[tuple[int, int, str], tuple[ModelPrice, _Rates | None]] = {}
 
-    def find_model(self, provider: str, model: str) -> tuple[str, ModelInfo] | None:
+    def find_model(self, provider: str, model: str) -> tuple[str, ModelInfo, int] | None:
+        """(price provider id, model info, seconds a looked-up price holds) or None when unknown."""
         key = (provider, model)
         if key not in self._models:
             try:
                 found_provider, info = self._snapshot.find_provider_model(
                     model, None, provider if provider != "unknown" else None, None
                 )
-                self._models[key] = (found_provider.id, info)
+                period = _TIME_OF_DAY_SLOT_SECONDS if _has_time_of_day_prices(info) else _DAY_SECONDS
+                self._models[key] = (found_provider.id, info, period)
             except LookupError:
                 self._models[key] = None
         return self._models[key]
@@ -140,18 +151,18 @@ class Pricer:
         found = self.find_model(provider, model)
         if found is None:
             return None
-        provider_id, info = found
+        provider_id, info, period = found
         context: dict[str, str] = {}
         if batch:
             context["processing"] = "batch"
         if service_tier in {"flex", "priority"}:
             context["service_tier"] = service_tier
         context_text = ",".join(f"{key}={value}" for key, value in sorted(context.items()))
-        slot = int(at.timestamp()) // _SLOT_SECONDS
+        slot = int(at.timestamp()) // period
         price_key = (id(info), slot, context_text)
         cached = self._prices.get(price_key)
         if cached is None:
-            slot_start = dt.datetime.fromtimestamp(slot * _SLOT_SECONDS, tz=dt.UTC)
+            slot_start = dt.datetime.fromtimestamp(slot * period, tz=dt.UTC)
             model_price = info.get_prices(slot_start, context or None)  # type: ignore[arg-type]
             cached = self._prices[price_key] = (model_price, _rates(model_price))
         model_price, rates = cached

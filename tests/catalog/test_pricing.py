@@ -39,6 +39,19 @@ def test_history_is_priced_at_the_price_of_its_day():
     assert nanos("openai", "o3", o3, at=dt.datetime(2025, 6, 11, tzinfo=dt.UTC)) == 2_500_000_000
 
 
+def test_off_peak_prices_apply_by_time_of_day():
+    usage = TokenCounts(input_uncached=1_000_000, output=100_000)
+    night = nanos("deepseek", "deepseek-chat", usage, at=dt.datetime(2026, 11, 20, 17, 0, tzinfo=dt.UTC))
+    day = nanos("deepseek", "deepseek-chat", usage, at=dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC))
+    for when, got in ((17, night), (9, day)):
+        at = dt.datetime(2026, 11, 20, when, 0, tzinfo=dt.UTC)
+        want = calc_price(
+            usage.as_genai_usage(), "deepseek-chat", provider_id="deepseek", genai_request_timestamp=at
+        )
+        assert got == int(want.total_price * 10**9)
+    assert night < day
+
+
 def test_unknown_models_have_no_price():
     assert nanos("openai", "gpt-7-ultra", TokenCounts(input_uncached=10)) is None
     assert nanos("unknown", "acme-llm-2027", TokenCounts(input_uncached=10)) is None
@@ -59,6 +72,7 @@ MODELS = [
     ("anthropic", "claude-opus-4-1-20250805"),
     ("google", "gemini-2.5-pro"),  # tiered
     ("aws", "us.anthropic.claude-sonnet-4-20250514-v1:0"),
+    ("deepseek", "deepseek-chat"),  # time-of-day (off-peak) prices
 ]
 counts = st.integers(min_value=0, max_value=400_000)
 
