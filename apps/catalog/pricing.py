@@ -29,7 +29,9 @@ _TIME_OF_DAY_SLOT_SECONDS = 900
 def _has_time_of_day_prices(info: ModelInfo) -> bool:
     prices = info.prices if isinstance(info.prices, list) else []
     variants = info.price_variants or ()
-    constraints = [conditional.constraint for conditional in prices] + [variant.constraint for variant in variants]
+    constraints = [conditional.constraint for conditional in prices] + [
+        variant.constraint for variant in variants
+    ]
     return any(isinstance(constraint, TimeOfDateConstraint) for constraint in constraints)
 
 
@@ -122,6 +124,7 @@ class Pricer:
         self._snapshot = data_snapshot.get_snapshot()
         self._models: dict[tuple[str, str], tuple[str, ModelInfo, int] | None] = {}
         self._prices: dict[tuple[int, int, str], tuple[ModelPrice, _Rates | None]] = {}
+        self._rates_by_price: dict[int, tuple[ModelPrice, _Rates | None]] = {}
 
     def find_model(self, provider: str, model: str) -> tuple[str, ModelInfo, int] | None:
         """(price provider id, model info, seconds a looked-up price holds) or None when unknown."""
@@ -164,7 +167,12 @@ class Pricer:
         if cached is None:
             slot_start = dt.datetime.fromtimestamp(slot * period, tz=dt.UTC)
             model_price = info.get_prices(slot_start, context or None)  # type: ignore[arg-type]
-            cached = self._prices[price_key] = (model_price, _rates(model_price))
+            # Without a context genai-prices returns the same ModelPrice for every day of a price
+            # period, so its rates are derived once; the value keeps the object alive, so ids stay unique.
+            by_object = self._rates_by_price.get(id(model_price))
+            if by_object is None:
+                by_object = self._rates_by_price[id(model_price)] = (model_price, _rates(model_price))
+            cached = self._prices[price_key] = by_object
         model_price, rates = cached
         match = PriceMatch(PRICE_SOURCE, provider_id, info.id, context_text)
         if rates is None or (rates.tier_from is not None and counts.input_total > rates.tier_from):
