@@ -29,6 +29,24 @@ PROVIDER_ALIASES = {
     "openrouter": "openrouter",
 }
 
+PROVIDER_NAMES = {
+    "openai": "OpenAI",
+    "anthropic": "Anthropic",
+    "google": "Google",
+    "aws": "AWS Bedrock",
+    "azure": "Azure OpenAI",
+    "mistral": "Mistral",
+    "groq": "Groq",
+    "deepseek": "DeepSeek",
+    "x-ai": "xAI",
+    "openrouter": "OpenRouter",
+}
+
+
+def provider_display_name(slug: str) -> str:
+    return PROVIDER_NAMES.get(slug, slug.replace("_", " ").title())
+
+
 _MODEL_PREFIXES = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?(?:publishers/[^/]+/)?models/")
 
 

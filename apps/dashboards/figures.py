@@ -11,11 +11,11 @@ from apps.usage.money import nanos_to_usd
 from apps.usage.selectors import DailyPoint, SpendGroup
 
 _LAYOUT = dict(
-    margin=dict(l=10, r=10, t=40, b=10),
+    margin=dict(l=10, r=10, t=50, b=10),
     hovermode="x unified",
-    legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
+    legend=dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0),
     template="plotly_white",
-    height=360,
+    height=400,
 )
 
 

@@ -37,6 +37,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "start_30": start_30,
         "start_90": start_90,
         "today": today,
+        "total_nanos": total,
+        "unattributed_nanos": unattributed,
         "total_usd": usd_text(total),
         "unattributed_usd": usd_text(unattributed),
         "unpriced_rows": sum(group.unpriced_rows for group in teams),

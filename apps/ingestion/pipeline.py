@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F
 
 from apps.catalog.models import AIModel, PriceRef, Provider
-from apps.catalog.normalise import model_name, provider_slug
+from apps.catalog.normalise import model_name, provider_display_name, provider_slug
 from apps.catalog.pricing import PriceMatch, Pricer, TokenCounts
 from apps.ingestion.adapters import NormalisedRow, RowError, get_adapter
 from apps.ingestion.models import IngestionRun, RejectedRow
@@ -136,7 +136,9 @@ class Pipeline:
 
     def _provider_id(self, slug: str) -> int:
         if slug not in self._providers:
-            provider, _ = Provider.objects.get_or_create(slug=slug, defaults={"name": slug.title()})
+            provider, _ = Provider.objects.get_or_create(
+                slug=slug, defaults={"name": provider_display_name(slug)}
+            )
             self._providers[slug] = provider.pk
         return self._providers[slug]
 

@@ -14,6 +14,14 @@ from apps.usage.models import DailyRollup
 from apps.usage.money import usd_text
 
 GROUPS = ("team", "person", "task", "provider", "model")
+# What the group of rows without this dimension is called on a page.
+MISSING_LABELS = {
+    "team": "Unattributed",
+    "person": "No person (shared keys and projects)",
+    "task": "No task",
+    "provider": "Unknown provider",
+    "model": "Unknown model",
+}
 TOKEN_FIELDS = (
     "input_uncached_tokens",
     "cache_read_tokens",
@@ -28,6 +36,7 @@ TOKEN_FIELDS = (
 class SpendGroup:
     key: str | None  # None: the unattributed group
     label: str
+    object_id: int | None
     cost_nanos: int
     unpriced_rows: int
     requests: int | None
@@ -119,11 +128,12 @@ def spend(
     labels = _labels(group_by, {row[column] for row in rows if row[column] is not None})
     groups = []
     for row in rows:
-        key, label = labels.get(row[column], (None, "Unattributed"))
+        key, label = labels.get(row[column], (None, MISSING_LABELS[group_by]))
         groups.append(
             SpendGroup(
                 key=key,
                 label=label,
+                object_id=row[column],
                 cost_nanos=row["cost"] or 0,
                 unpriced_rows=row["unpriced"] or 0,
                 requests=row["request_count"],
