@@ -123,7 +123,7 @@ class Pricer:
     def __init__(self) -> None:
         self._snapshot = data_snapshot.get_snapshot()
         self._models: dict[tuple[str, str], tuple[str, ModelInfo, int] | None] = {}
-        self._prices: dict[tuple[int, int, str], tuple[ModelPrice, _Rates | None]] = {}
+        self._prices: dict[tuple[int, int, str], tuple[ModelPrice, _Rates | None, PriceMatch]] = {}
         self._rates_by_price: dict[int, tuple[ModelPrice, _Rates | None]] = {}
 
     def find_model(self, provider: str, model: str) -> tuple[str, ModelInfo, int] | None:
@@ -172,9 +172,9 @@ class Pricer:
             by_object = self._rates_by_price.get(id(model_price))
             if by_object is None:
                 by_object = self._rates_by_price[id(model_price)] = (model_price, _rates(model_price))
-            cached = self._prices[price_key] = by_object
-        model_price, rates = cached
-        match = PriceMatch(PRICE_SOURCE, provider_id, info.id, context_text)
+            match = PriceMatch(PRICE_SOURCE, provider_id, info.id, context_text)
+            cached = self._prices[price_key] = (*by_object, match)
+        model_price, rates, match = cached
         if rates is None or (rates.tier_from is not None and counts.input_total > rates.tier_from):
             total = model_price.calc_price(counts.as_genai_usage())["total_price"]
             return int((total * 1_000_000_000).to_integral_value()), match

@@ -37,6 +37,7 @@ class Pipeline:
         self.pricer = Pricer()
         self.batch_rows = settings.SPENDWATCH_INGEST_BATCH_ROWS
         self.touched_days: set[dt.date] = set()
+        self._dimensions: dict[tuple[str, str], tuple[str, str, int, int]] = {}
         self._providers: dict[str, int] = {}
         self._models: dict[tuple[str, str], int] = {}
         self._price_refs: dict[PriceMatch, int] = {}
@@ -53,6 +54,7 @@ class Pipeline:
 
     def _commit_batch(self, rows: list[NormalisedRow], errors: list[RowError], file_name: str) -> None:
         with transaction.atomic():
+            self.resolver.prepare(row.identity for row in rows)
             facts = [self._fact(row) for row in rows]
             result = store_facts(facts) if facts else StoreResult(0, 0, 0)
             if errors:
@@ -76,8 +78,12 @@ class Pipeline:
             )
 
     def _fact(self, row: NormalisedRow) -> tuple:
-        provider = provider_slug(row.provider, row.model)
-        model = model_name(row.model)
+        dimensions = self._dimensions.get((row.provider, row.model))
+        if dimensions is None:
+            dimensions = self._dimensions[(row.provider, row.model)] = self._dimension_ids(
+                row.provider, row.model
+            )
+        provider, model, provider_id, model_id = dimensions
         day = row.ts.date() if row.grain == Grain.DAY else row.ts.astimezone(self.time_zone).date()
         self.touched_days.add(day)
         attribution = self.resolver.resolve(row.identity)
@@ -114,8 +120,8 @@ class Pipeline:
             day,
             row.grain,
             self.run.pk,
-            self._provider_id(provider),
-            self._model_id(provider, model),
+            provider_id,
+            model_id,
             attribution.team_id,
             attribution.person_id,
             attribution.task_id,
@@ -133,6 +139,11 @@ class Pipeline:
             row.reported_cost_nanos,
             price_ref_id,
         )
+
+    def _dimension_ids(self, raw_provider: str, raw_model: str) -> tuple[str, str, int, int]:
+        provider = provider_slug(raw_provider, raw_model)
+        model = model_name(raw_model)
+        return provider, model, self._provider_id(provider), self._model_id(provider, model)
 
     def _provider_id(self, slug: str) -> int:
         if slug not in self._providers:

@@ -8,6 +8,7 @@ unattributed; they are never dropped.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -39,7 +40,11 @@ def identity_digest(fields: dict[str, str]) -> str:
 
 
 class Resolver:
-    """Resolves raw identity fields for one organisation; loads its identity table once."""
+    """Resolves raw identity fields for one organisation; loads its identity table once.
+
+    `prepare()` resolves a whole batch's new combinations in a few queries; `resolve()` then answers
+    from memory.
+    """
 
     def __init__(self, organisation: Organisation) -> None:
         self.organisation = organisation
@@ -51,21 +56,49 @@ class Resolver:
         self._people_by_email = {person.email.lower(): person for person in people}
         self._team_by_person = {person.pk: person.team_id for person in people}
         self._tasks_by_key = {task.key: task for task in Task.objects.filter(organisation=organisation)}
-        self._cache: dict[str, Attribution] = {}
+        self._cache: dict[tuple, Attribution] = {(): Attribution(None, None, None, None)}
+
+    def prepare(self, batch: Iterable[dict[str, str]]) -> None:
+        """Store and resolve every combination in the batch not seen before (bulk, chunked)."""
+        new: dict[tuple, dict[str, str]] = {}
+        for fields in batch:
+            key = tuple(sorted(fields.items()))
+            if key not in self._cache:
+                new[key] = fields
+        keys = list(new)
+        for start in range(0, len(keys), 500):
+            chunk = {identity_digest(new[key]): key for key in keys[start : start + 500]}
+            known = dict(
+                RawIdentity.objects.filter(organisation=self.organisation, digest__in=chunk).values_list(
+                    "digest", "pk"
+                )
+            )
+            missing = [digest for digest in chunk if digest not in known]
+            if missing:
+                RawIdentity.objects.bulk_create(
+                    [
+                        RawIdentity(organisation=self.organisation, digest=d, fields=new[chunk[d]])
+                        for d in missing
+                    ],
+                    ignore_conflicts=True,  # another run may have stored the same combination meanwhile
+                )
+                known.update(
+                    RawIdentity.objects.filter(
+                        organisation=self.organisation, digest__in=missing
+                    ).values_list("digest", "pk")
+                )
+            for digest, key in chunk.items():
+                self._cache[key] = self._attribute(known[digest], new[key])
 
     def resolve(self, fields: dict[str, str]) -> Attribution:
-        if not fields:
-            return Attribution(None, None, None, None)
-        digest = identity_digest(fields)
-        cached = self._cache.get(digest)
+        key = tuple(sorted(fields.items()))
+        cached = self._cache.get(key)
         if cached is None:
-            cached = self._cache[digest] = self._resolve_new(digest, fields)
+            self.prepare([fields])
+            cached = self._cache[key]
         return cached
 
-    def _resolve_new(self, digest: str, fields: dict[str, str]) -> Attribution:
-        raw, _ = RawIdentity.objects.get_or_create(
-            organisation=self.organisation, digest=digest, defaults={"fields": fields}
-        )
+    def _attribute(self, raw_identity_id: int, fields: dict[str, str]) -> Attribution:
         team_id = person_id = task_id = None
         for field, kind in FIELD_KINDS:
             value = fields.get(field)
@@ -83,4 +116,4 @@ class Resolver:
             team_id = self._team_by_person.get(person_id)
         if task_id is None and fields.get("tag") in self._tasks_by_key:
             task_id = self._tasks_by_key[fields["tag"]].pk
-        return Attribution(raw.pk, team_id, person_id, task_id)
+        return Attribution(raw_identity_id, team_id, person_id, task_id)

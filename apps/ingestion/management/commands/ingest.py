@@ -12,6 +12,8 @@ from apps.org.models import Organisation
 
 class Command(BaseCommand):
     help = "Ingest usage files through the pipeline; prints the run summary as one JSON line."
+    # System checks load the URLconf and with it the dashboards (pandas, Plotly): not needed here.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--format", required=True, help=f"one of: {', '.join(sorted(ADAPTERS))}")
