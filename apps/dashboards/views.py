@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from apps.accounts.models import Role
 from apps.accounts.scoping import viewer_for_user
 from apps.dashboards import figures
 from apps.org.models import Organisation
@@ -34,6 +35,8 @@ def overview(request: HttpRequest) -> HttpResponse:
     context = {
         "organisation": organisation,
         "viewer": viewer,
+        # Members see their own usage only: their team's page is not theirs to open.
+        "can_open_teams": viewer.role != Role.MEMBER,
         "start_30": start_30,
         "start_90": start_90,
         "today": today,

@@ -1,6 +1,7 @@
 """Who may see what: named people with different rights; out of scope answers 404 (TESTPLAN F2-F5)."""
 
 import json
+import re
 
 import pytest
 from django.core.management import call_command
@@ -104,3 +105,27 @@ def test_the_overview_page_runs_a_fixed_number_of_queries(as_persona, usage, dja
     client = as_persona("cio")
     with django_assert_max_num_queries(12):
         client.get("/")
+
+
+@pytest.mark.parametrize("persona", ["cio", "finops", "eng_manager", "platform_manager", "alice", "outsider"])
+def test_every_link_a_persona_is_shown_opens_for_them(as_persona, usage, persona):
+    client = as_persona(persona)
+    seen, queue = set(), ["/"]
+    while queue:
+        path = queue.pop()
+        response = client.get(path)
+        assert response.status_code == 200, f"{persona} was shown a link to {path}"
+        for link in re.findall(r'href="(/(?:teams|people)/[^"]+)"', response.content.decode()):
+            if link not in seen:
+                seen.add(link)
+                queue.append(link)
+    # CIO: 3 teams with usage + their 3 people; Engineering manager: Platform, Payments, alice, bob.
+    expected_links = {
+        "cio": 6,
+        "finops": 6,
+        "eng_manager": 4,
+        "platform_manager": 2,
+        "alice": 0,
+        "outsider": 0,
+    }
+    assert len(seen) == expected_links[persona], sorted(seen)
