@@ -2,6 +2,11 @@
 
 Money is integer nano-dollars (1e-9 USD): exact on SQLite and PostgreSQL alike, and a 64-bit sum
 holds $9.2 billion. NULL cost means "unknown" (unpriced), never zero.
+
+The foreign keys of these two tables have no database constraint and no ORM cascade. Only the pipeline
+and the rollup refresh write them, with ids of dimension rows they have just read or created; on
+PostgreSQL the deferred constraint checks cost a third of an ingest (nine index probes per fact row at
+commit). Dimension rows (teams, people, models, ...) are deactivated, not deleted, while facts use them.
 """
 
 from django.db import models
@@ -23,22 +28,41 @@ class Grain(models.IntegerChoices):
 class UsageFact(models.Model):
     # Written by apps.usage.services.store_facts (COPY on PostgreSQL), never row by row through the ORM.
     id = models.BigAutoField(primary_key=True)
-    source = models.ForeignKey(DataSource, on_delete=models.CASCADE, db_index=False, related_name="+")
+    source = models.ForeignKey(
+        DataSource, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     ts = models.DateTimeField()  # request time, or the bucket's start (UTC)
     record_key = models.CharField(
         max_length=200
     )  # natural id within the source: request id or bucket group hash
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, db_index=False, related_name="+")
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     day = models.DateField()  # the organisation-local day the row counts in (a 1d bucket keeps its own date)
     grain = models.PositiveSmallIntegerField(choices=Grain.choices)
     run_id = models.BigIntegerField()  # the ingestion run that last wrote this row
-    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, db_index=False, related_name="+")
-    model = models.ForeignKey(AIModel, on_delete=models.PROTECT, db_index=False, related_name="+")
-    team = models.ForeignKey(Team, null=True, on_delete=models.SET_NULL, db_index=False, related_name="+")
-    person = models.ForeignKey(Person, null=True, on_delete=models.SET_NULL, db_index=False, related_name="+")
-    task = models.ForeignKey(Task, null=True, on_delete=models.SET_NULL, db_index=False, related_name="+")
+    provider = models.ForeignKey(
+        Provider, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    model = models.ForeignKey(
+        AIModel, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    team = models.ForeignKey(
+        Team, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    person = models.ForeignKey(
+        Person, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    task = models.ForeignKey(
+        Task, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     raw_identity = models.ForeignKey(
-        RawIdentity, null=True, on_delete=models.PROTECT, db_index=False, related_name="+"
+        RawIdentity,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
     )
     # Token kinds kept apart so that pricing is a dot product; reasoning is a part of output.
     input_uncached_tokens = models.BigIntegerField(default=0)
@@ -53,7 +77,12 @@ class UsageFact(models.Model):
     cost_nanos = models.BigIntegerField(null=True)  # computed from tokens x price; NULL = unpriced
     reported_cost_nanos = models.BigIntegerField(null=True)  # as the source reported it, kept beside ours
     price_ref = models.ForeignKey(
-        PriceRef, null=True, on_delete=models.PROTECT, db_index=False, related_name="+"
+        PriceRef,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
     )
 
     class Meta:
@@ -70,13 +99,25 @@ class UsageFact(models.Model):
 class DailyRollup(models.Model):
     """day x team x person x task x provider x model, refreshed for the days an ingestion touched."""
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, db_index=False, related_name="+")
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     day = models.DateField()
-    team = models.ForeignKey(Team, null=True, on_delete=models.CASCADE, db_index=False, related_name="+")
-    person = models.ForeignKey(Person, null=True, on_delete=models.CASCADE, db_index=False, related_name="+")
-    task = models.ForeignKey(Task, null=True, on_delete=models.CASCADE, db_index=False, related_name="+")
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, db_index=False, related_name="+")
-    model = models.ForeignKey(AIModel, on_delete=models.CASCADE, db_index=False, related_name="+")
+    team = models.ForeignKey(
+        Team, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    person = models.ForeignKey(
+        Person, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    task = models.ForeignKey(
+        Task, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    provider = models.ForeignKey(
+        Provider, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    model = models.ForeignKey(
+        AIModel, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     fact_rows = models.BigIntegerField()
     unpriced_rows = models.BigIntegerField()
     failed_rows = models.BigIntegerField()
