@@ -1053,6 +1053,7 @@ class DemoLogin:
     email: str
     role: str
     password: str
+    sees: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -1112,7 +1113,18 @@ def demo_logins_create(organisation: Organisation) -> list[DemoLogin]:
             person=person,
             managed_teams=managed,
         )
-    return [DemoLogin(email, role.value, DEMO_PASSWORD) for email, role, _, _ in logins]
+
+    def sees(role: Role, person: Person | None, managed: Sequence[Team]) -> str:
+        if managed:
+            return ", ".join(team.name for team in managed) + " and the teams below"
+        if role == Role.MEMBER and person is not None:
+            return f"own usage ({person.name})"
+        return "the whole organisation"
+
+    return [
+        DemoLogin(email, role.value, DEMO_PASSWORD, sees(role, person, managed))
+        for email, role, person, managed in logins
+    ]
 
 
 def demo_totals(organisation: Organisation) -> DemoTotals:

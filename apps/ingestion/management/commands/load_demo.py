@@ -49,9 +49,11 @@ class Command(BaseCommand):
         self.stdout.write("")
         self.stdout.write("Demo logins (demo passwords, printed on purpose):")
         width = max(len(login.email) for login in result.logins)
-        self.stdout.write(f"  {'email':<{width}}  {'role':<8}  password")
+        self.stdout.write(f"  {'email':<{width}}  {'role':<8}  {'password':<16}  sees")
         for login in result.logins:
-            self.stdout.write(f"  {login.email:<{width}}  {login.role:<8}  {login.password}")
+            self.stdout.write(
+                f"  {login.email:<{width}}  {login.role:<8}  {login.password:<16}  {login.sees}"
+            )
 
         failed = [run for run in result.runs if run.status != RunStatus.COMPLETED]
         for run in failed:
