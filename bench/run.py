@@ -1192,8 +1192,12 @@ def print_report(report: dict) -> None:
         f"shared_buffers={server['shared_buffers']} max_wal_size={server['max_wal_size']}"
     )
     print(f"  R_copy: {report['copy_mode']}")
-    if len({r.get("source_digest") for r in rounds}) > 1 or any("+" in r["source_digest"] for r in rounds):
-        print("  WARNING: the product's source code changed during the run: rounds ran different code")
+    digests = [r.get("source_digest", "") for r in rounds]
+    if len(set(digests)) > 1 or any("+" in digest for digest in digests):
+        listed = ", ".join(f"round {r['round']} {r.get('source_digest')}" for r in rounds)
+        print(
+            f"  WARNING: the ingest path's source ({', '.join(INGEST_PATH_APPS)}) changed during the run: {listed}"
+        )
     load = report["machine"]["loadavg_before"][0]
     if load > 0.5:
         print(
@@ -1297,7 +1301,11 @@ STAGES = (
     ("        psycopg Copy.write_row", "psycopg/_copy_base.py", "write_row"),
     ("      _replace_changed_buckets (UPDATE)", "usage/services.py", "_replace_changed_buckets"),
     ("      _insert_new (INSERT ... ON CONFLICT)", "usage/services.py", "_insert_new"),
-    ("    RejectedRow bulk_create", "django/db/models/query.py", "bulk_create"),
+    (
+        "    Django bulk_create (RawIdentity in prepare, RejectedRow)",
+        "django/db/models/query.py",
+        "bulk_create",
+    ),
     ("    commit (WAL flush + deferred FK checks)", "django/db/backends/base/base.py", "commit"),
     ("  refresh_rollups (Pipeline.finish)", "usage/services.py", "refresh_rollups"),
     ("psycopg wait (all time spent waiting for the server)", "psycopg/connection.py", "wait"),
@@ -1470,6 +1478,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return run(args)
+    finally:
+        for leftover in ("child.stdout", "child.stderr"):
+            with contextlib.suppress(FileNotFoundError):
+                (VAR / leftover).unlink()
+
+
+def run(args: argparse.Namespace) -> int:
     started = args.started = time.perf_counter()
     load_before = os.getloadavg()
     if load_before[0] > 0.5:
@@ -1531,9 +1548,6 @@ def main(argv: list[str] | None = None) -> int:
     print_report(report)
     if not args.keep_db:
         drop_database(server)
-    for leftover in ("child.stdout", "child.stderr"):
-        with contextlib.suppress(FileNotFoundError):
-            (VAR / leftover).unlink()
     if checks.failures:
         return 1
     if args.strict and any(g["pass"] is False for g in goal_list):

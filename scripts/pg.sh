@@ -169,11 +169,15 @@ cmd_start() {
     done
     echo "$port" >"$dir/port"
 
-    # Role and database over TCP, the same way the application connects.
+    # Role and database over TCP, the same way the application connects. The benchmark's reference is a
+    # server-side COPY from a file with a CHECKPOINT between timed steps: both need these grants.
+    grants=""
+    [ "$mode" = durable ] && grants="GRANT pg_read_server_files, pg_checkpoint TO $DB_USER;"
     PGPASSWORD="$superpw" "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres \
         -d postgres >/dev/null <<SQL
 CREATE ROLE $DB_USER LOGIN PASSWORD '$DB_PASSWORD' CREATEDB;
 CREATE DATABASE $DB_NAME OWNER $DB_USER;
+$grants
 SQL
     url="postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:$port/$DB_NAME"
     echo "$url" >"$dir/url"
