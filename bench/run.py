@@ -48,6 +48,10 @@ import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from apps.usage.columns import FACT_COLUMNS, TOKEN_COLUMNS  # noqa: E402 - Django-free constants
+
 VAR = ROOT / "var" / "bench"
 # The CSV for the server-side COPY must be readable by the server's own user: not under a home directory.
 SERVER_READABLE_DIR = Path("/tmp/spendwatch-bench")
@@ -73,34 +77,6 @@ GOAL_ING4_RATIO = 0.8
 GOAL_ING5_MIB = 150
 GOAL_ING5_2X = 1.1
 
-FACT_COLUMNS = (  # apps.usage.services.FACT_COLUMNS, repeated so the CSV is written without Django
-    "source_id",
-    "ts",
-    "record_key",
-    "organisation_id",
-    "day",
-    "grain",
-    "run_id",
-    "provider_id",
-    "model_id",
-    "team_id",
-    "person_id",
-    "task_id",
-    "raw_identity_id",
-    "input_uncached_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "requests",
-    "failed",
-    "batch",
-    "cost_nanos",
-    "reported_cost_nanos",
-    "price_ref_id",
-)
-TOKEN_COLUMNS = FACT_COLUMNS[13:19]
 # Emptied before every round; RawIdentity too, so that every round resolves its identities afresh.
 TRUNCATE = (
     "usage_usagefact",

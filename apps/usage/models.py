@@ -25,7 +25,22 @@ class Grain(models.IntegerChoices):
     DAY = 3, "1d"
 
 
-class UsageFact(models.Model):
+class TokenColumns(models.Model):
+    """The token kinds (apps.usage.columns.TOKEN_COLUMNS), kept apart so that pricing is a dot product;
+    reasoning is a part of output. 64-bit: daily aggregates pass 2**32."""
+
+    input_uncached_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_5m_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageFact(TokenColumns):
     # Written by apps.usage.services.store_facts (COPY on PostgreSQL), never row by row through the ORM.
     id = models.BigAutoField(primary_key=True)
     source = models.ForeignKey(
@@ -64,13 +79,6 @@ class UsageFact(models.Model):
         db_index=False,
         related_name="+",
     )
-    # Token kinds kept apart so that pricing is a dot product; reasoning is a part of output.
-    input_uncached_tokens = models.BigIntegerField(default=0)
-    cache_read_tokens = models.BigIntegerField(default=0)
-    cache_write_5m_tokens = models.BigIntegerField(default=0)
-    cache_write_1h_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
-    reasoning_tokens = models.BigIntegerField(default=0)
     requests = models.BigIntegerField(null=True)  # unknown for sources that do not count requests
     failed = models.BooleanField(default=False)
     batch = models.BooleanField(default=False)
@@ -96,7 +104,7 @@ class UsageFact(models.Model):
         return f"{self.record_key} @ {self.ts:%Y-%m-%d %H:%M}"
 
 
-class DailyRollup(models.Model):
+class DailyRollup(TokenColumns):
     """day x team x person x task x provider x model, refreshed for the days an ingestion touched."""
 
     organisation = models.ForeignKey(
@@ -122,12 +130,6 @@ class DailyRollup(models.Model):
     unpriced_rows = models.BigIntegerField()
     failed_rows = models.BigIntegerField()
     requests = models.BigIntegerField(null=True)
-    input_uncached_tokens = models.BigIntegerField()
-    cache_read_tokens = models.BigIntegerField()
-    cache_write_5m_tokens = models.BigIntegerField()
-    cache_write_1h_tokens = models.BigIntegerField()
-    output_tokens = models.BigIntegerField()
-    reasoning_tokens = models.BigIntegerField()
     cost_nanos = models.BigIntegerField()  # sum over priced rows only
     reported_cost_nanos = models.BigIntegerField(null=True)
 

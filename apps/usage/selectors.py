@@ -10,6 +10,7 @@ from django.db.models import Sum
 from apps.accounts.scoping import Viewer, scope_usage
 from apps.catalog.models import AIModel, Provider
 from apps.org.models import Person, Task, Team
+from apps.usage.columns import TOKEN_COLUMNS
 from apps.usage.models import DailyRollup
 from apps.usage.money import usd_text
 
@@ -22,14 +23,7 @@ MISSING_LABELS = {
     "provider": "Unknown provider",
     "model": "Unknown model",
 }
-TOKEN_FIELDS = (
-    "input_uncached_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
+TOKEN_FIELDS = TOKEN_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,36 +12,9 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
+from apps.usage.columns import FACT_COLUMNS, TOKEN_COLUMNS
 from apps.usage.models import Grain
 
-# The columns a pipeline writes, in this order, for every fact row.
-FACT_COLUMNS = (
-    "source_id",
-    "ts",
-    "record_key",
-    "organisation_id",
-    "day",
-    "grain",
-    "run_id",
-    "provider_id",
-    "model_id",
-    "team_id",
-    "person_id",
-    "task_id",
-    "raw_identity_id",
-    "input_uncached_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "requests",
-    "failed",
-    "batch",
-    "cost_nanos",
-    "reported_cost_nanos",
-    "price_ref_id",
-)
 _KEY = ("source_id", "ts", "record_key")
 # What makes a re-sent bucket "changed" (run_id is bookkeeping, not content).
 _CONTENT = tuple(column for column in FACT_COLUMNS if column not in _KEY and column != "run_id")
@@ -157,14 +130,7 @@ def _insert_new(cursor) -> int:
     return cursor.rowcount
 
 
-_SUMS = (
-    "input_uncached_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
+_SUMS = TOKEN_COLUMNS
 
 
 @transaction.atomic

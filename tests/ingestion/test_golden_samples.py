@@ -27,6 +27,19 @@ def stored_by_model() -> dict[str, dict]:
     return {row.pop("model__name"): row for row in rows}
 
 
+KINDS = ("input_uncached_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "requests")
+
+
+def assert_matches_checker(expected: dict[str, dict]) -> dict[str, dict]:
+    """Stored totals per model equal the checker's: every token kind, requests, and cost to the nano."""
+    stored = stored_by_model()
+    assert set(stored) == set(expected)
+    for model, want in expected.items():
+        assert {kind: stored[model][kind] for kind in KINDS} == {kind: want[kind] for kind in KINDS}, model
+        assert Decimal(stored[model]["cost"]) / 10**9 == want["cost"], model
+    return stored
+
+
 def test_litellm_sample_totals_match_the_independent_checker(ingest):
     run = ingest("litellm_spend_logs", LITELLM)
 
@@ -39,20 +52,9 @@ def test_litellm_sample_totals_match_the_independent_checker(ingest):
         "rejected": 0,
     }
     expected = litellm_expected(LITELLM)
-    stored = stored_by_model()
-    assert set(stored) == set(expected)
+    stored = assert_matches_checker(expected)
     for model, want in expected.items():
-        got = stored[model]
-        for kind in (
-            "input_uncached_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "output_tokens",
-            "requests",
-        ):
-            assert got[kind] == want[kind], (model, kind)
-        assert Decimal(got["cost"]) / 10**9 == want["cost"], model
-        assert Decimal(got["reported"]) / 10**9 == want["reported"], model
+        assert Decimal(stored[model]["reported"]) / 10**9 == want["reported"], model
 
 
 def test_litellm_sample_headline_figures():
@@ -77,19 +79,7 @@ def test_openai_usage_pages_match_the_independent_checker(ingest):
 
     assert (run.rows, run.accepted, run.duplicates, run.replaced, run.rejected) == (21, 21, 0, 0, 0)
     expected = openai_usage_expected(OPENAI_PAGES)
-    stored = stored_by_model()
-    assert set(stored) == set(expected)
-    for model, want in expected.items():
-        got = stored[model]
-        for kind in (
-            "input_uncached_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "output_tokens",
-            "requests",
-        ):
-            assert got[kind] == want[kind], (model, kind)
-        assert Decimal(got["cost"]) / 10**9 == want["cost"], model
+    stored = assert_matches_checker(expected)
     assert sum(row["cost"] for row in stored.values()) == 51_072_706_800  # $51.0727068
     assert sum(row["requests"] for row in stored.values()) == 19_605
 
