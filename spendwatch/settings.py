@@ -168,6 +168,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 SPENDWATCH_INGEST_BATCH_ROWS = env_int("SPENDWATCH_INGEST_BATCH_ROWS", 20_000)
 SPENDWATCH_MAX_LINE_BYTES = env_int("SPENDWATCH_MAX_LINE_BYTES", 1_000_000)
 SPENDWATCH_UPLOAD_DIR = VAR_DIR / "uploads"
+# Largest body the ingest API takes (after gzip inflation too); larger ones get 413 before being read.
+SPENDWATCH_INGEST_MAX_BYTES = env_int("SPENDWATCH_INGEST_MAX_BYTES", 10 * 1024 * 1024)
 
 # --- Security (check --deploy passes with DEBUG=0, SPENDWATCH_HTTPS=1 and a real SECRET_KEY) -------
 SPENDWATCH_HTTPS = env_bool("SPENDWATCH_HTTPS", False)

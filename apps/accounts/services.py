@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Sequence
 
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from apps.accounts.models import Membership, Role
+from apps.accounts.models import KeyScope, MachineKey, Membership, Role
 from apps.org.models import Organisation, Person, Team
 
 
@@ -48,3 +51,41 @@ def membership_create(
         )
         membership.managed_teams.set(managed_teams)
     return membership
+
+
+def machine_key_create(
+    *, organisation: Organisation, name: str, scopes: Sequence[str], created_by=None
+) -> tuple[MachineKey, str]:
+    """Create a machine key; returns it with the full key text, which is never stored or shown again."""
+    unknown = set(scopes) - set(KeyScope.values)
+    if unknown:
+        raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    key = MachineKey.objects.create(
+        organisation=organisation,
+        name=name,
+        prefix=prefix,
+        secret_hash=hashlib.sha256(secret.encode()).hexdigest(),
+        scopes=list(scopes),
+        created_by=created_by,
+    )
+    return key, f"sw_{prefix}_{secret}"
+
+
+def machine_key_authenticate(text: str) -> MachineKey | None:
+    """The active key for a full key text, or None (constant-time comparison of the hash)."""
+    parts = text.split("_", 2)
+    if len(parts) != 3 or parts[0] != "sw":
+        return None
+    _, prefix, secret = parts
+    key = (
+        MachineKey.objects.filter(prefix=prefix, revoked_at__isnull=True)
+        .select_related("organisation")
+        .first()
+    )
+    if key is None:
+        return None
+    if not hmac.compare_digest(key.secret_hash, hashlib.sha256(secret.encode()).hexdigest()):
+        return None
+    return key

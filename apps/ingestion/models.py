@@ -74,3 +74,21 @@ class RejectedRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line} {self.field}: {self.reason}"
+
+
+class IngestRequest(models.Model):
+    """An ingest API call made with an Idempotency-Key: the same key and body replay the run's summary."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    body_sha256 = models.CharField(max_length=64)
+    run = models.ForeignKey(IngestionRun, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "key"], name="ingest_request_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> run {self.run_id}"

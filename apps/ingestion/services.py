@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import uuid
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.ingestion.adapters import get_adapter
-from apps.ingestion.models import DataSource, IngestionRun, RejectedRow, RunStatus
+from apps.ingestion.models import DataSource, IngestionRun, IngestRequest, RejectedRow, RunStatus
 from apps.ingestion.pipeline import Pipeline
 from apps.org.models import Organisation
 
@@ -97,3 +100,59 @@ def run_process(*, run_id: int) -> IngestionRun:
 def ingest_files(*, source: DataSource, format: str, paths: Sequence[Path]) -> IngestionRun:
     run = run_create(source=source, format=format, paths=paths)
     return run_process(run_id=run.pk)
+
+
+class PayloadTooLarge(Exception):
+    pass
+
+
+class IdempotencyConflict(Exception):
+    pass
+
+
+def gunzip_capped(data: bytes, limit: int) -> bytes:
+    """Decompress a gzip body, refusing (before it is all in memory) one that inflates past `limit`."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as error:
+        raise ValueError(f"the body is not valid gzip: {error}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the body inflates past the limit of {limit} bytes")
+    return out
+
+
+def payload_ingest(
+    *, source: DataSource, format: str, payload: bytes, suffix: str, idempotency_key: str | None
+) -> IngestionRun:
+    """Ingest one pushed body through the pipeline, keeping the raw payload for replay.
+
+    With an idempotency key, the same key and the same body return the first run again (nothing is
+    ingested twice); the same key with another body raises IdempotencyConflict.
+    """
+    digest = hashlib.sha256(payload).hexdigest()
+    organisation = source.organisation
+    if idempotency_key:
+        earlier = IngestRequest.objects.filter(organisation=organisation, key=idempotency_key).first()
+        if earlier is not None:
+            if earlier.body_sha256 != digest:
+                raise IdempotencyConflict("this Idempotency-Key was used with a different body")
+            return earlier.run
+    directory = Path(settings.SPENDWATCH_UPLOAD_DIR) / organisation.slug
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{timezone.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex}{suffix}"  # server-chosen name
+    path.write_bytes(payload)
+    run = ingest_files(source=source, format=format, paths=[path])
+    if idempotency_key:
+        try:
+            with transaction.atomic():
+                IngestRequest.objects.create(
+                    organisation=organisation, key=idempotency_key, body_sha256=digest, run=run
+                )
+        except IntegrityError:
+            # A concurrent call with the same key won; its rows and ours are the same (duplicates).
+            earlier = IngestRequest.objects.get(organisation=organisation, key=idempotency_key)
+            if earlier.body_sha256 != digest:
+                raise IdempotencyConflict("this Idempotency-Key was used with a different body") from None
+            return earlier.run
+    return run
