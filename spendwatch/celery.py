@@ -13,4 +13,7 @@ app.conf.task_routes = {
     "apps.usage.tasks.*": {"queue": "rollup"},
 }
 app.conf.task_default_queue = "ingest"
+app.conf.beat_schedule = {
+    "sweep-stuck-ingestion-runs": {"task": "apps.ingestion.tasks.sweep_stuck_runs", "schedule": 60.0},
+}
 app.autodiscover_tasks()

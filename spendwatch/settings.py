@@ -168,6 +168,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 SPENDWATCH_INGEST_BATCH_ROWS = env_int("SPENDWATCH_INGEST_BATCH_ROWS", 20_000)
 SPENDWATCH_MAX_LINE_BYTES = env_int("SPENDWATCH_MAX_LINE_BYTES", 1_000_000)
 SPENDWATCH_UPLOAD_DIR = VAR_DIR / "uploads"
+# A running run whose heartbeat (one per committed batch) is older than this is taken to be orphaned.
+SPENDWATCH_RUN_STALE_SECONDS = env_int("SPENDWATCH_RUN_STALE_SECONDS", 600)
+SPENDWATCH_RUN_MAX_ATTEMPTS = env_int("SPENDWATCH_RUN_MAX_ATTEMPTS", 5)
 # Largest body the ingest API takes (after gzip inflation too); larger ones get 413 before being read.
 SPENDWATCH_INGEST_MAX_BYTES = env_int("SPENDWATCH_INGEST_MAX_BYTES", 10 * 1024 * 1024)
 

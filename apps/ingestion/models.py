@@ -41,6 +41,13 @@ class IngestionRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Where the last committed batch ended, written in that batch's transaction: a run picked up again
+    # after a crash resumes there, so nothing is counted twice.
+    resume_file = models.PositiveIntegerField(default=0)
+    resume_line = models.BigIntegerField(default=0)
+    touched_days = models.JSONField(default=list)  # organisation-local days whose rollups need a refresh
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from apps.catalog.models import AIModel, PriceRef, Provider
 from apps.catalog.normalise import model_name, provider_display_name, provider_slug
@@ -36,23 +37,36 @@ class Pipeline:
         self.resolver = Resolver(self.organisation)
         self.pricer = Pricer()
         self.batch_rows = settings.SPENDWATCH_INGEST_BATCH_ROWS
-        self.touched_days: set[dt.date] = set()
+        self.touched_days: set[dt.date] = {dt.date.fromisoformat(day) for day in run.touched_days}
         self._dimensions: dict[tuple[str, str], tuple[str, str, int, int]] = {}
         self._providers: dict[str, int] = {}
         self._models: dict[tuple[str, str], int] = {}
         self._price_refs: dict[PriceMatch, int] = {}
 
-    def ingest_path(self, path: Path, display_name: str | None = None) -> None:
+    def ingest_path(self, path: Path, file_index: int = 0, display_name: str | None = None) -> None:
+        """Ingest one file of the run; after a crash, resume after the last committed line."""
+        if file_index < self.run.resume_file:
+            return
+        done = self.run.resume_line if file_index == self.run.resume_file else 0
         name = display_name or path.name
         with path.open("rb") as stream:
-            for rows, errors in _batches(self.adapter.parse(stream, name), self.batch_rows):
-                self._commit_batch(rows, errors, name)
+            items = (item for item in self.adapter.parse(stream, name) if item.line > done)
+            for rows, errors in _batches(items, self.batch_rows):
+                last_line = max(rows[-1].line if rows else 0, errors[-1].line if errors else 0)
+                self._commit_batch(rows, errors, name, file_index, last_line)
 
     def finish(self) -> int:
         """Refresh the rollups of every day this run touched; returns the rollup rows written."""
         return refresh_rollups(organisation_id=self.organisation.pk, days=self.touched_days)
 
-    def _commit_batch(self, rows: list[NormalisedRow], errors: list[RowError], file_name: str) -> None:
+    def _commit_batch(
+        self,
+        rows: list[NormalisedRow],
+        errors: list[RowError],
+        file_name: str,
+        file_index: int,
+        last_line: int,
+    ) -> None:
         with transaction.atomic():
             self.resolver.prepare(row.identity for row in rows)
             facts = [self._fact(row) for row in rows]
@@ -75,6 +89,10 @@ class Pipeline:
                 duplicates=F("duplicates") + result.duplicates,
                 replaced=F("replaced") + result.replaced,
                 rejected=F("rejected") + len(errors),
+                resume_file=file_index,
+                resume_line=last_line,
+                touched_days=sorted(day.isoformat() for day in self.touched_days),
+                heartbeat_at=timezone.now(),
             )
 
     def _fact(self, row: NormalisedRow) -> tuple:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import uuid
@@ -11,10 +12,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from apps.ingestion.adapters import get_adapter
-from apps.ingestion.models import DataSource, IngestionRun, IngestRequest, RejectedRow, RunStatus
+from apps.ingestion.models import DataSource, IngestionRun, IngestRequest, RunStatus
 from apps.ingestion.pipeline import Pipeline
 from apps.org.models import Organisation
 
@@ -60,41 +63,57 @@ def run_create(*, source: DataSource, format: str, paths: Sequence[Path]) -> Ing
 
 
 def run_process(*, run_id: int) -> IngestionRun:
-    """Process a run from its start. Safe to call again after a crash: stored rows come back as
-    duplicates, the counters and rejected rows are reset first, and a completed run is left alone."""
-    with transaction.atomic():
-        claimed = IngestionRun.objects.filter(
-            pk=run_id, status__in=[RunStatus.PENDING, RunStatus.RUNNING]
-        ).update(
-            status=RunStatus.RUNNING,
-            started_at=timezone.now(),
-            rows=0,
-            accepted=0,
-            duplicates=0,
-            replaced=0,
-            rejected=0,
-            error="",
-        )
-        if claimed:
-            RejectedRow.objects.filter(run_id=run_id).delete()
+    """Process a run; safe to call again at any time (a redelivered task, the sweeper).
+
+    A pending run, or a running one whose heartbeat went stale (its worker died), is claimed with one
+    conditional update; it then resumes after its last committed batch. A run that is alive elsewhere,
+    completed or failed is left alone.
+    """
+    stale = timezone.now() - dt.timedelta(seconds=settings.SPENDWATCH_RUN_STALE_SECONDS)
+    claimable = Q(status=RunStatus.PENDING) | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale)
+    claimed = IngestionRun.objects.filter(claimable, pk=run_id).update(
+        status=RunStatus.RUNNING,
+        started_at=Coalesce(F("started_at"), Now()),
+        heartbeat_at=Now(),
+        attempts=F("attempts") + 1,
+    )
     run = IngestionRun.objects.select_related("source__organisation").get(pk=run_id)
     if not claimed:
         return run
+    if run.attempts > settings.SPENDWATCH_RUN_MAX_ATTEMPTS:
+        return _run_fail(run, f"gave up after {run.attempts - 1} attempts")
     pipeline = Pipeline(run)
     try:
-        for path in run.files:
-            pipeline.ingest_path(Path(path))
+        for index, path in enumerate(run.files):
+            pipeline.ingest_path(Path(path), index)
         pipeline.finish()
     except Exception as error:
         logger.exception("ingestion run %s failed", run_id)
-        IngestionRun.objects.filter(pk=run_id).update(
-            status=RunStatus.FAILED, error=f"{type(error).__name__}: {error}", finished_at=timezone.now()
-        )
-        run.refresh_from_db()
-        return run
+        return _run_fail(run, f"{type(error).__name__}: {error}")
     IngestionRun.objects.filter(pk=run_id).update(status=RunStatus.COMPLETED, finished_at=timezone.now())
     run.refresh_from_db()
     return run
+
+
+def _run_fail(run: IngestionRun, error: str) -> IngestionRun:
+    IngestionRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.FAILED, error=error, finished_at=timezone.now()
+    )
+    run.refresh_from_db()
+    return run
+
+
+def stuck_run_ids() -> list[int]:
+    """Runs nobody is working on: pending, or running with a stale heartbeat (a worker died).
+
+    The broker is not trusted to remember them; the sweeper re-enqueues these from the database.
+    """
+    stale = timezone.now() - dt.timedelta(seconds=settings.SPENDWATCH_RUN_STALE_SECONDS)
+    stuck = IngestionRun.objects.filter(
+        Q(status=RunStatus.PENDING, created_at__lt=stale)
+        | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale)
+    )
+    return list(stuck.values_list("pk", flat=True))
 
 
 def ingest_files(*, source: DataSource, format: str, paths: Sequence[Path]) -> IngestionRun:

@@ -8,3 +8,12 @@ from apps.ingestion import services
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def process_run(run_id: int) -> dict:
     return services.run_process(run_id=run_id).summary()
+
+
+@shared_task
+def sweep_stuck_runs() -> list[int]:
+    """Re-enqueue runs whose worker died or whose message was lost (scheduled by beat)."""
+    run_ids = services.stuck_run_ids()
+    for run_id in run_ids:
+        process_run.delay(run_id)
+    return run_ids
