@@ -31,6 +31,7 @@ class IngestionRun(models.Model):
     source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="runs")
     format = models.CharField(max_length=50)
     files = models.JSONField(default=list)  # paths of the files this run reads, in order
+    file_names = models.JSONField(default=list)  # the names users gave them (uploads), shown in messages
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING)
     rows = models.BigIntegerField(default=0)
     accepted = models.BigIntegerField(default=0)

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from django.conf import settings
@@ -48,7 +48,9 @@ def source_get_or_create(*, organisation: Organisation, name: str, format: str) 
     return source
 
 
-def run_create(*, source: DataSource, format: str, paths: Sequence[Path]) -> IngestionRun:
+def run_create(
+    *, source: DataSource, format: str, paths: Sequence[Path], file_names: Sequence[str] = ()
+) -> IngestionRun:
     get_adapter(format)
     for path in paths:
         if not path.is_file():
@@ -58,7 +60,10 @@ def run_create(*, source: DataSource, format: str, paths: Sequence[Path]) -> Ing
         except OSError as error:
             raise FileUnreadable(f"{path}: {error.strerror}") from None
     return IngestionRun.objects.create(
-        source=source, format=format, files=[str(path.resolve()) for path in paths]
+        source=source,
+        format=format,
+        files=[str(path.resolve()) for path in paths],
+        file_names=list(file_names),
     )
 
 
@@ -85,7 +90,8 @@ def run_process(*, run_id: int) -> IngestionRun:
     pipeline = Pipeline(run)
     try:
         for index, path in enumerate(run.files):
-            pipeline.ingest_path(Path(path), index)
+            name = run.file_names[index] if index < len(run.file_names) else None
+            pipeline.ingest_path(Path(path), index, display_name=name)
         pipeline.finish()
     except Exception as error:
         logger.exception("ingestion run %s failed", run_id)
@@ -174,4 +180,32 @@ def payload_ingest(
             if earlier.body_sha256 != digest:
                 raise IdempotencyConflict("this Idempotency-Key was used with a different body") from None
             return earlier.run
+    return run
+
+
+def upload_store(*, organisation: Organisation, name: str, chunks: Iterable[bytes]) -> Path:
+    """Keep an uploaded file under a server-chosen name; the user's name is only ever displayed."""
+    directory = Path(settings.SPENDWATCH_UPLOAD_DIR) / organisation.slug
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = (
+        ".csv" if name.lower().endswith(".csv") else ".json" if name.lower().endswith(".json") else ".jsonl"
+    )
+    path = directory / f"{timezone.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex}{suffix}"
+    with path.open("wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+    return path
+
+
+def upload_ingest(
+    *, source: DataSource, format: str, uploads: Sequence[tuple[str, Iterable[bytes]]]
+) -> IngestionRun:
+    """Store uploaded files and queue their run for a worker (after the transaction commits)."""
+    from apps.ingestion.tasks import process_run  # tasks import this module
+
+    paths = [
+        upload_store(organisation=source.organisation, name=name, chunks=chunks) for name, chunks in uploads
+    ]
+    run = run_create(source=source, format=format, paths=paths, file_names=[name for name, _ in uploads])
+    process_run.delay_on_commit(run.pk)
     return run

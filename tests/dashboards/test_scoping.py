@@ -115,17 +115,18 @@ def test_every_link_a_persona_is_shown_opens_for_them(as_persona, usage, persona
         path = queue.pop()
         response = client.get(path)
         assert response.status_code == 200, f"{persona} was shown a link to {path}"
-        for link in re.findall(r'href="(/(?:teams|people)/[^"]+)"', response.content.decode()):
+        for link in re.findall(r'href="(/(?:teams|people|sources)/[^"]+)"', response.content.decode()):
             if link not in seen:
                 seen.add(link)
                 queue.append(link)
-    # CIO: 3 teams with usage + their 3 people; Engineering manager: Platform, Payments, alice, bob.
+    # CIO/FinOps: 3 teams with usage, their 3 people, the uploads page and the run; the Engineering
+    # manager: Platform, Payments, alice, bob. Another organisation's CIO: only their own uploads page.
     expected_links = {
-        "cio": 6,
-        "finops": 6,
+        "cio": 8,
+        "finops": 8,
         "eng_manager": 4,
         "platform_manager": 2,
         "alice": 0,
-        "outsider": 0,
+        "outsider": 1,
     }
     assert len(seen) == expected_links[persona], sorted(seen)
