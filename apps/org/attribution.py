@@ -73,7 +73,7 @@ class Resolver:
                     "digest", "pk"
                 )
             )
-            missing = [digest for digest in chunk if digest not in known]
+            missing = sorted(digest for digest in chunk if digest not in known)  # one lock order for all
             if missing:
                 RawIdentity.objects.bulk_create(
                     [

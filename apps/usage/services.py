@@ -105,6 +105,14 @@ def _replace_changed_buckets(cursor) -> int:
     alias = "f" if connection.vendor == "postgresql" else "usage_usagefact"
     # A bucket only fills up during its period, so an older, smaller export of it that arrives late
     # must not roll the stored one back: replace only with a version that is at least as large.
+    if connection.vendor == "postgresql":
+        # Take the row locks in key order first: two loads re-sending the same buckets then queue up
+        # instead of deadlocking (UPDATE ... FROM has no ORDER BY of its own).
+        cursor.execute(
+            f"SELECT 1 FROM usage_usagefact AS f JOIN {STAGE} AS s ON f.source_id = s.source_id "  # noqa: S608
+            f"AND f.ts = s.ts AND f.record_key = s.record_key WHERE s.grain <> {Grain.REQUEST} "
+            f"ORDER BY f.source_id, f.ts, f.record_key FOR UPDATE OF f"
+        )
     cast = "::numeric" if connection.vendor == "postgresql" else ""  # sums of 64-bit counts may overflow
 
     def volume(table: str) -> str:
@@ -124,8 +132,9 @@ def _replace_changed_buckets(cursor) -> int:
 def _insert_new(cursor) -> int:
     columns = ", ".join(FACT_COLUMNS)
     cursor.execute(
+        # Key order: concurrent loads of overlapping rows then wait for each other instead of deadlocking.
         f"INSERT INTO usage_usagefact ({columns}) SELECT {columns} FROM {STAGE} WHERE true "  # noqa: S608
-        f"ON CONFLICT (source_id, ts, record_key) DO NOTHING"
+        f"ORDER BY source_id, ts, record_key ON CONFLICT (source_id, ts, record_key) DO NOTHING"
     )
     return cursor.rowcount
 
