@@ -67,6 +67,11 @@ def run_create(
     )
 
 
+def _heartbeat_stale_before() -> dt.datetime:
+    """A running run whose last heartbeat is older than this has lost its worker."""
+    return timezone.now() - dt.timedelta(seconds=settings.SPENDWATCH_RUN_STALE_SECONDS)
+
+
 def run_process(*, run_id: int) -> IngestionRun:
     """Process a run; safe to call again at any time (a redelivered task, the sweeper).
 
@@ -74,7 +79,7 @@ def run_process(*, run_id: int) -> IngestionRun:
     conditional update; it then resumes after its last committed batch. A run that is alive elsewhere,
     completed or failed is left alone.
     """
-    stale = timezone.now() - dt.timedelta(seconds=settings.SPENDWATCH_RUN_STALE_SECONDS)
+    stale = _heartbeat_stale_before()
     claimable = Q(status=RunStatus.PENDING) | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale)
     claimed = IngestionRun.objects.filter(claimable, pk=run_id).update(
         status=RunStatus.RUNNING,
@@ -114,7 +119,7 @@ def stuck_run_ids() -> list[int]:
 
     The broker is not trusted to remember them; the sweeper re-enqueues these from the database.
     """
-    stale = timezone.now() - dt.timedelta(seconds=settings.SPENDWATCH_RUN_STALE_SECONDS)
+    stale = _heartbeat_stale_before()
     stuck = IngestionRun.objects.filter(
         Q(status=RunStatus.PENDING, created_at__lt=stale)
         | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale)
@@ -163,10 +168,7 @@ def payload_ingest(
             if earlier.body_sha256 != digest:
                 raise IdempotencyConflict("this Idempotency-Key was used with a different body")
             return earlier.run
-    directory = Path(settings.SPENDWATCH_UPLOAD_DIR) / organisation.slug
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{timezone.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex}{suffix}"  # server-chosen name
-    path.write_bytes(payload)
+    path = payload_keep(organisation=organisation, suffix=suffix, chunks=[payload])
     run = ingest_files(source=source, format=format, paths=[path])
     if idempotency_key:
         try:
@@ -183,18 +185,22 @@ def payload_ingest(
     return run
 
 
-def upload_store(*, organisation: Organisation, name: str, chunks: Iterable[bytes]) -> Path:
-    """Keep an uploaded file under a server-chosen name; the user's name is only ever displayed."""
+def payload_keep(*, organisation: Organisation, suffix: str, chunks: Iterable[bytes]) -> Path:
+    """Keep a received file under a server-chosen name (raw payloads are kept so runs can be replayed)."""
     directory = Path(settings.SPENDWATCH_UPLOAD_DIR) / organisation.slug
     directory.mkdir(parents=True, exist_ok=True)
-    suffix = (
-        ".csv" if name.lower().endswith(".csv") else ".json" if name.lower().endswith(".json") else ".jsonl"
-    )
     path = directory / f"{timezone.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex}{suffix}"
     with path.open("wb") as handle:
         for chunk in chunks:
             handle.write(chunk)
     return path
+
+
+def upload_store(*, organisation: Organisation, name: str, chunks: Iterable[bytes]) -> Path:
+    """Keep an uploaded file; the user's name only chooses the reader and is otherwise only displayed."""
+    lower = name.lower()
+    suffix = ".csv" if lower.endswith(".csv") else ".json" if lower.endswith(".json") else ".jsonl"
+    return payload_keep(organisation=organisation, suffix=suffix, chunks=chunks)
 
 
 def upload_ingest(
