@@ -21,6 +21,7 @@ from apps.catalog.models import AIModel, PriceRef, Provider
 from apps.catalog.normalise import model_name, provider_display_name, provider_slug
 from apps.catalog.pricing import PriceMatch, Pricer, TokenCounts
 from apps.ingestion.adapters import NormalisedRow, RowError, get_adapter
+from apps.ingestion.adapters.base import Basis
 from apps.ingestion.models import IngestionRun, RejectedRow
 from apps.org.attribution import Resolver
 from apps.usage.models import Grain
@@ -33,6 +34,7 @@ class Pipeline:
         self.source = run.source
         self.organisation = self.source.organisation
         self.adapter = get_adapter(run.format)
+        self.billing = self.adapter.basis == Basis.BILLING
         self.time_zone = ZoneInfo(self.organisation.time_zone)
         self.resolver = Resolver(self.organisation)
         self.pricer = Pricer()
@@ -115,7 +117,10 @@ class Pipeline:
         )
         cost_nanos: int | None = None
         price_ref_id: int | None = None
-        if row.failed:
+        if self.billing:
+            # An invoice line is the cost: pricing its tokens again would only disagree with the bill.
+            cost_nanos = row.reported_cost_nanos
+        elif row.failed:
             # A failed request is not spend unless the source says it was charged (TESTPLAN A10).
             cost_nanos = row.reported_cost_nanos or 0
         else:

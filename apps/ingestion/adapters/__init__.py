@@ -1,6 +1,6 @@
 """The adapter registry: format name -> adapter. Registering validates the adapter's shape."""
 
-from apps.ingestion.adapters.base import Adapter, NormalisedRow, RowError
+from apps.ingestion.adapters.base import Adapter, Basis, NormalisedRow, RowError
 from apps.ingestion.adapters.litellm_spend_logs import LiteLLMSpendLogs
 from apps.ingestion.adapters.openai_usage import OpenAIUsage
 
@@ -30,4 +30,13 @@ def get_adapter(name: str) -> Adapter:
 register(LiteLLMSpendLogs())
 register(OpenAIUsage())
 
-__all__ = ["ADAPTERS", "Adapter", "NormalisedRow", "RowError", "UnknownFormat", "get_adapter", "register"]
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "Basis",
+    "NormalisedRow",
+    "RowError",
+    "UnknownFormat",
+    "get_adapter",
+    "register",
+]

@@ -61,9 +61,18 @@ class RowInvalid(Exception):
         self.reason = reason
 
 
+class Basis:
+    """What a source's numbers are, which decides how its cost is read and how it reconciles."""
+
+    BILLING = "billing"  # the provider's invoice lines: the amount is the cost, tokens only inform
+    USAGE = "usage"  # the provider's own usage report: tokens are exact, we price them
+    TELEMETRY = "telemetry"  # per-request logs from a gateway or SDK: detail for attribution
+
+
 class Adapter:
     name: ClassVar[str]
     description: ClassVar[str]
+    basis: ClassVar[str] = Basis.TELEMETRY
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
         raise NotImplementedError

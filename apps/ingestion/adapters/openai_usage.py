@@ -40,6 +40,7 @@ def group_key(result: dict) -> str:
 class OpenAIUsage(base.Adapter):
     name = "openai_usage"
     description = "OpenAI Admin API usage pages (completions)"
+    basis = base.Basis.USAGE
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
         data = stream.read()
