@@ -14,6 +14,7 @@ from django.db import connection, transaction
 
 from apps.usage.columns import FACT_COLUMNS, TOKEN_COLUMNS
 from apps.usage.models import Grain
+from apps.usage.signals import rollups_refreshed
 
 _KEY = ("source_id", "ts", "record_key")
 # What makes a re-sent bucket "changed" (run_id is bookkeeping, not content).
@@ -175,4 +176,7 @@ def refresh_rollups(*, organisation_id: int, days: Iterable[dt.date]) -> int:
                 [organisation_id, *chunk],
             )
             written += cursor.rowcount
+    transaction.on_commit(
+        lambda: rollups_refreshed.send(sender=refresh_rollups, organisation_id=organisation_id, days=day_list)
+    )
     return written
