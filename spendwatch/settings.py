@@ -1,5 +1,6 @@
 """SpendWatch settings: one module, every knob from the environment (documented in README "Configuration")."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "apps.ingestion",
     "apps.usage",
     "apps.dashboards",
+    "apps.budgets",
 ]
 
 MIDDLEWARE = [
@@ -86,7 +88,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-spendwatch.sqlite3")}
+    # A file (not memory) so that processes a test starts can open it; one per test run, so that
+    # test runs side by side do not share it. Child processes inherit the name.
+    test_database = os.environ.setdefault(
+        "SPENDWATCH_SQLITE_TEST_DATABASE", str(VAR_DIR / f"test-spendwatch-{os.getpid()}.sqlite3")
+    )
+    DATABASES["default"]["TEST"] = {"NAME": test_database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth (allauth, email login; there is no public sign-up) ------------------------------------
@@ -174,6 +181,33 @@ SPENDWATCH_RUN_STALE_SECONDS = env_int("SPENDWATCH_RUN_STALE_SECONDS", 600)
 SPENDWATCH_RUN_MAX_ATTEMPTS = env_int("SPENDWATCH_RUN_MAX_ATTEMPTS", 5)
 # Largest body the ingest API takes (after gzip inflation too); larger ones get 413 before being read.
 SPENDWATCH_INGEST_MAX_BYTES = env_int("SPENDWATCH_INGEST_MAX_BYTES", 10 * 1024 * 1024)
+
+# --- Scheduled pulls from provider admin APIs (apps/ingestion/pulls.py; README "Scheduled pulls") ---
+# Fernet keys for stored provider credentials, comma-separated (or a file via _FILE): the first encrypts,
+# all decrypt, so rotation is "new key first, re-encrypt, drop the old one". Never derived from SECRET_KEY.
+SPENDWATCH_CREDENTIAL_KEYS = [k.strip() for k in env_secret("SPENDWATCH_CREDENTIAL_KEYS", "").split(",") if k.strip()]
+# Requests per second per provider key, across all workers; the margin absorbs send-time jitter.
+SPENDWATCH_PULL_REQUESTS_PER_SECOND = float(env_str("SPENDWATCH_PULL_REQUESTS_PER_SECOND", "2"))
+SPENDWATCH_PULL_RATE_MARGIN_MS = env_int("SPENDWATCH_PULL_RATE_MARGIN_MS", 100)
+SPENDWATCH_PULL_MAX_ATTEMPTS = env_int("SPENDWATCH_PULL_MAX_ATTEMPTS", 8)  # per page, on 429/5xx/network
+SPENDWATCH_PULL_BACKOFF_BASE_MS = env_int("SPENDWATCH_PULL_BACKOFF_BASE_MS", 1000)
+SPENDWATCH_PULL_BACKOFF_CAP_MS = env_int("SPENDWATCH_PULL_BACKOFF_CAP_MS", 60_000)
+SPENDWATCH_PULL_MAX_WAIT_SECONDS = env_int("SPENDWATCH_PULL_MAX_WAIT_SECONDS", 300)  # longest Retry-After obeyed
+SPENDWATCH_PULL_TIMEOUT_SECONDS = env_int("SPENDWATCH_PULL_TIMEOUT_SECONDS", 60)
+SPENDWATCH_PULL_MAX_PAGES = env_int("SPENDWATCH_PULL_MAX_PAGES", 500)  # per window: a safety cap on paging
+# A bucket counts as complete (the cursor may pass it) once it ended this long ago: late data is re-read.
+SPENDWATCH_PULL_SETTLE_HOURS = env_int("SPENDWATCH_PULL_SETTLE_HOURS", 24)
+SPENDWATCH_PULL_LEASE_SECONDS = env_int("SPENDWATCH_PULL_LEASE_SECONDS", 900)  # a dead worker's pull lock expires
+
+# --- Budgets --------------------------------------------------------------------------------------
+# What the gateway check API answers when it cannot read the budget state (database unreachable):
+# true = "allowed" (AI traffic keeps flowing, limits are not enforced meanwhile), false = "not allowed".
+SPENDWATCH_BUDGET_CHECK_FAIL_OPEN = env_bool("SPENDWATCH_BUDGET_CHECK_FAIL_OPEN", True)
+# How long each web process keeps gateway keys and the person/team/task directory in memory.
+SPENDWATCH_BUDGET_CHECK_CACHE_SECONDS = env_int("SPENDWATCH_BUDGET_CHECK_CACHE_SECONDS", 60)
+# Alert delivery: SMTP and webhook timeout, and how many runs retry a failing channel.
+SPENDWATCH_BUDGET_NOTIFY_TIMEOUT_SECONDS = env_int("SPENDWATCH_BUDGET_NOTIFY_TIMEOUT_SECONDS", 10)
+SPENDWATCH_BUDGET_ALERT_MAX_ATTEMPTS = env_int("SPENDWATCH_BUDGET_ALERT_MAX_ATTEMPTS", 5)
 
 # --- Security (check --deploy passes with DEBUG=0, SPENDWATCH_HTTPS=1 and a real SECRET_KEY) -------
 SPENDWATCH_HTTPS = env_bool("SPENDWATCH_HTTPS", False)
