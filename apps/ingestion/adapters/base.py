@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 from apps.usage.models import Grain
 
@@ -77,6 +77,13 @@ class Adapter:
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
         raise NotImplementedError
 
+    def parse_columns(self, stream: IO[bytes], file_name: str) -> Iterator[Any] | None:
+        """An optional fast reader for the common shape of a big file: yields normalised Arrow tables
+        (apps/ingestion/frames.py), and rows or errors for what it leaves to `parse`'s logic, all in
+        line order. None (the default) means: use `parse`. It must give exactly what `parse` gives.
+        """
+        return None
+
 
 # --- helpers shared by adapters: strict readers that raise RowInvalid naming the field ----------------
 
@@ -125,6 +132,29 @@ def usd_to_nanos(value: object, field: str) -> int | None:
     if not amount.is_finite():
         raise RowInvalid(field, f"expected a finite amount, got {value!r}")
     return int((amount * NANOS).to_integral_value())
+
+
+def cents_to_nanos(value: object, field: str) -> int | None:
+    """Cents (number or decimal string, any exponent) to integer nano-dollars, rounded half-even.
+
+    Read like usd_to_nanos; moving the decimal point two places is exact, so no float division and
+    no lost fraction of a cent. An amount beyond 64 bits of nano-dollars is refused, not stored.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise RowInvalid(field, f"expected an amount in cents, got {value!r}")
+    try:
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise RowInvalid(field, f"expected an amount in cents, got {value!r}") from None
+    if not amount.is_finite():
+        raise RowInvalid(field, f"expected a finite amount, got {value!r}")
+    # Checked before scaling: an exponent like 1E+999999 would overflow the decimal context itself.
+    nanos = int((amount * NANOS).scaleb(-2).to_integral_value()) if amount.adjusted() < 19 else 2**63
+    if not -(2**63) <= nanos < 2**63:
+        raise RowInvalid(field, f"{value!r} cents does not fit in 64 bits of nano-dollars")
+    return nanos
 
 
 def timestamp(value: object, field: str) -> dt.datetime:
