@@ -15,5 +15,6 @@ app.conf.task_routes = {
 app.conf.task_default_queue = "ingest"
 app.conf.beat_schedule = {
     "sweep-stuck-ingestion-runs": {"task": "apps.ingestion.tasks.sweep_stuck_runs", "schedule": 60.0},
+    "enqueue-due-pulls": {"task": "apps.ingestion.tasks.enqueue_due_pulls", "schedule": 60.0},
 }
 app.autodiscover_tasks()

@@ -100,3 +100,90 @@ class IngestRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} -> run {self.run_id}"
+
+
+# --- Scheduled pulls from provider admin APIs (apps/ingestion/pulls.py) ----------------------------
+
+
+class PullProvider(models.TextChoices):
+    OPENAI = "openai", "OpenAI (Usage + Costs)"
+    ANTHROPIC = "anthropic", "Anthropic (usage report, cost report, Claude Code usage)"
+
+
+class PullStatus(models.TextChoices):
+    OK = "ok", "OK"
+    BLOCKED_BY_PROVIDER_LIMIT = "blocked_by_provider_limit", "Blocked by provider limit"
+    CREDENTIALS_REJECTED = "credentials_rejected", "Credentials rejected"
+    FAILING = "failing", "Failing"
+
+
+class PullSource(models.Model):
+    """One provider admin account pulled on a schedule. Its endpoints (PullEndpoint) each feed a data source.
+
+    The credential is stored only as Fernet ciphertext (apps/ingestion/credentials.py); `credential_hint`
+    keeps its last four characters for display and `credential_fingerprint` (SHA-256) names the key for
+    the shared rate limit. Only one worker pulls a source at a time: it holds the lease
+    (`lease_token`, `lease_expires_at`), claimed with one conditional UPDATE.
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="pull_sources")
+    name = models.CharField(max_length=80)  # its endpoints' data sources are named "NAME:KIND"
+    provider = models.CharField(max_length=20, choices=PullProvider.choices)
+    base_url = models.URLField(blank=True, default="")  # empty: the provider's public API
+    credential_ciphertext = models.TextField(editable=False)
+    credential_hint = models.CharField(max_length=8, editable=False)
+    credential_fingerprint = models.CharField(max_length=64, editable=False)
+    enabled = models.BooleanField(default=True)
+    interval_minutes = models.PositiveIntegerField(default=60)
+    backfill_days = models.PositiveIntegerField(default=30)  # how far back a first pull reaches
+    status = models.CharField(max_length=30, choices=PullStatus.choices, default=PullStatus.OK)
+    status_reason = models.TextField(blank=True, default="")
+    status_at = models.DateTimeField(null=True, blank=True)
+    next_pull_at = models.DateTimeField(null=True, blank=True)  # null: due now
+    last_pull_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "name"], name="pull_source_name_unique_per_org")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PullEndpoint(models.Model):
+    """One endpoint of a pull source; `kind` is the adapter format its pages are read with.
+
+    `cursor` is the end of the last complete bucket ingested: the next pull starts there, so a bucket
+    still filling (today's) is fetched again and replaces itself through its natural key.
+    """
+
+    pull_source = models.ForeignKey(PullSource, on_delete=models.CASCADE, related_name="endpoints")
+    kind = models.CharField(max_length=50)
+    data_source = models.ForeignKey(DataSource, on_delete=models.PROTECT, related_name="+")
+    cursor = models.DateTimeField(null=True, blank=True)
+    last_run = models.ForeignKey(
+        IngestionRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pull_source", "kind"], name="pull_endpoint_kind_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pull_source_id}:{self.kind}"
+
+
+class RateLimitSlot(models.Model):
+    """The shared request schedule of one provider key across every worker (apps/ingestion/ratelimit.py)."""
+
+    key = models.CharField(max_length=64, unique=True)
+    next_at = models.FloatField(default=0.0)  # unix seconds: the earliest moment the next request may go
+
+    def __str__(self) -> str:
+        return f"{self.key[:8]} @ {self.next_at}"
