@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/v1/", include("apps.ingestion.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("sources/reconciliation/", include("apps.usage.urls")),
     path("sources/", include("apps.ingestion.page_urls")),
     path("", include("apps.dashboards.urls")),
 ]

@@ -132,6 +132,8 @@ class DailyRollup(TokenColumns):
     requests = models.BigIntegerField(null=True)
     cost_nanos = models.BigIntegerField()  # sum over priced rows only
     reported_cost_nanos = models.BigIntegerField(null=True)
+    # The part of a provider-day's billed total no split row explains (apps.usage.reconcile): cost only.
+    adjustment = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         indexes = [models.Index(fields=["organisation", "day"], name="daily_rollup_org_day")]

@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
+from django.http import Http404
 
 from apps.accounts.scoping import Viewer, scope_usage
 from apps.catalog.models import AIModel, Provider
 from apps.org.models import Person, Task, Team
 from apps.usage.columns import TOKEN_COLUMNS
-from apps.usage.models import DailyRollup
+from apps.usage.models import DailyRollup, UsageFact
 from apps.usage.money import usd_text
+from apps.usage.reconcile import Layer, layer_expression, source_layers
 
 GROUPS = ("team", "person", "task", "provider", "model")
 # What the group of rows without this dimension is called on a page.
@@ -174,3 +176,175 @@ def daily_spend(
         DailyPoint(row["day"], labels.get(row[column], (None, "Unattributed"))[1], row["cost"] or 0)
         for row in rows
     ]
+
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationRow:
+    """One provider-day: what the bill says, what our prices say, what the gateway said.
+
+    None is unknown, never zero: a day without billing data has no billed figure and no gap.
+    """
+
+    day: dt.date
+    provider: str  # slug
+    provider_name: str
+    layers: tuple[str, ...]  # the layers present, most authoritative first
+    billed_nanos: int | None  # the billing layer's sum
+    computed_nanos: int | None  # our prices over the usage layer, else the telemetry layer
+    computed_from: str | None  # "usage" | "telemetry"; None when neither is present
+    computed_unpriced_rows: int  # rows of that layer no price list knows: the computed figure is unknown
+    reported_nanos: int | None  # the telemetry layer's own cost figures
+    reported_missing_rows: int  # telemetry rows that came without one
+    counted_nanos: int  # what every total counts for this provider-day (the rollups)
+    adjustment_nanos: int  # of which the unattributed reconciliation adjustment
+
+    @property
+    def gap_nanos(self) -> int | None:
+        if self.billed_nanos is None or self.computed_nanos is None:
+            return None
+        return self.billed_nanos - self.computed_nanos
+
+    @property
+    def computed_note(self) -> str:
+        if self.computed_from is None:
+            return "no usage report or telemetry"
+        if self.computed_unpriced_rows:
+            return f"partly unpriced ({self.computed_unpriced_rows} rows)"
+        return f"from {self.computed_from}"
+
+    @property
+    def status(self) -> str:
+        gap = self.gap_nanos
+        if gap is None:
+            return "no billing data" if self.billed_nanos is None else self.computed_note
+        if gap == 0:
+            return "matches"
+        return "billed above our prices" if gap > 0 else "billed below our prices"
+
+    def as_dict(self) -> dict:
+        """The CSV row: exact dollars, "unknown" where a figure is unknown (an empty cell would sum as 0)."""
+
+        def money(nanos: int | None) -> str:
+            return UNKNOWN if nanos is None else str(usd_text(nanos))
+
+        return {
+            "day": self.day.isoformat(),
+            "provider": self.provider,
+            "layers": " ".join(self.layers),
+            "billed_usd": money(self.billed_nanos),
+            "computed_usd": money(self.computed_nanos),
+            "computed_from": self.computed_from or "",
+            "computed_unpriced_rows": self.computed_unpriced_rows,
+            "reported_usd": money(self.reported_nanos),
+            "reported_missing_rows": self.reported_missing_rows,
+            "gap_usd": money(self.gap_nanos),
+            "status": self.status,
+            "counted_usd": money(self.counted_nanos),
+            "adjustment_usd": money(self.adjustment_nanos),
+        }
+
+
+# The CSV columns, in the order of ReconciliationRow.as_dict.
+RECONCILIATION_FIELDS = (
+    "day",
+    "provider",
+    "layers",
+    "billed_usd",
+    "computed_usd",
+    "computed_from",
+    "computed_unpriced_rows",
+    "reported_usd",
+    "reported_missing_rows",
+    "gap_usd",
+    "status",
+    "counted_usd",
+    "adjustment_usd",
+)
+
+
+def reconciliation(
+    viewer: Viewer, *, start: dt.date, end: dt.date, provider: str | None = None
+) -> list[ReconciliationRow]:
+    """Billed vs computed vs reported per provider and organisation-local day, start..end inclusive.
+
+    Organisation-wide (CIO/FinOps) only: 404 for anyone else. Reads the fact table for the layers and
+    the rollups for what the totals count, ordered by day, then provider.
+    """
+    if not viewer.sees_organisation:
+        raise Http404("no such page")
+    facts = scope_usage(UsageFact.objects.all(), viewer).filter(day__gte=start, day__lte=end)
+    rollups = scope_usage(DailyRollup.objects.all(), viewer).filter(day__gte=start, day__lte=end)
+    if provider:
+        facts = facts.filter(provider__slug=provider)
+        rollups = rollups.filter(provider__slug=provider)
+    layer_rows = (
+        facts.annotate(layer=layer_expression(source_layers(viewer.organisation_id)))
+        .values("day", "provider_id", "layer")
+        .annotate(
+            rows=Count("id"),
+            cost=Sum("cost_nanos"),
+            unpriced=Count("id", filter=Q(cost_nanos__isnull=True)),
+            reported=Sum("reported_cost_nanos"),
+            reported_rows=Count("reported_cost_nanos"),
+        )
+        .order_by()
+    )
+    units: dict[tuple[dt.date, int], dict[Layer, dict]] = {}
+    for row in layer_rows:
+        units.setdefault((row["day"], row["provider_id"]), {})[Layer(row["layer"])] = row
+    counted = {
+        (row["day"], row["provider_id"]): row
+        for row in rollups.values("day", "provider_id")
+        .annotate(total=Sum("cost_nanos"), adjustment=Sum("cost_nanos", filter=Q(adjustment=True)))
+        .order_by()
+    }
+    providers = {
+        pk: (slug, name)
+        for pk, slug, name in Provider.objects.filter(
+            pk__in={provider_id for _, provider_id in units}
+        ).values_list("pk", "slug", "name")
+    }
+    result = [
+        _reconciliation_row(day, providers[provider_id], layers, counted.get((day, provider_id), {}))
+        for (day, provider_id), layers in units.items()
+    ]
+    result.sort(key=lambda row: (row.day, row.provider))
+    return result
+
+
+def _reconciliation_row(
+    day: dt.date, provider: tuple[str, str], layers: dict[Layer, dict], counted: dict
+) -> ReconciliationRow:
+    billing = layers.get(Layer.BILLING)
+    computed_layer = (
+        Layer.USAGE if Layer.USAGE in layers else Layer.TELEMETRY if Layer.TELEMETRY in layers else None
+    )
+    computed = layers.get(computed_layer) if computed_layer else None
+    unpriced = computed["unpriced"] if computed else 0
+    telemetry = layers.get(Layer.TELEMETRY)
+    reported = telemetry["reported"] if telemetry and telemetry["reported_rows"] else None
+    return ReconciliationRow(
+        day=day,
+        provider=provider[0],
+        provider_name=provider[1],
+        layers=tuple(layer.label for layer in sorted(layers, reverse=True)),
+        billed_nanos=billing["cost"] if billing else None,
+        computed_nanos=(computed["cost"] or 0) if computed and not unpriced else None,
+        computed_from=computed_layer.label if computed_layer else None,
+        computed_unpriced_rows=unpriced,
+        reported_nanos=reported,
+        reported_missing_rows=telemetry["rows"] - telemetry["reported_rows"] if telemetry else 0,
+        counted_nanos=counted.get("total") or 0,
+        adjustment_nanos=counted.get("adjustment") or 0,
+    )
+
+
+def reconciliation_providers(viewer: Viewer) -> list[tuple[str, str]]:
+    """(slug, name) of the providers the organisation has rollups for, for the page's filter."""
+    if not viewer.sees_organisation:
+        raise Http404("no such page")
+    ids = scope_usage(DailyRollup.objects.all(), viewer).values("provider_id").distinct()
+    return list(Provider.objects.filter(pk__in=ids).order_by("slug").values_list("slug", "name"))

@@ -7,13 +7,17 @@ SQLite, then set-based statements that let the unique natural key decide what is
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from django.db import connection, transaction
 
 from apps.usage.columns import FACT_COLUMNS, TOKEN_COLUMNS
 from apps.usage.models import Grain
+from apps.usage.reconcile import PLACEHOLDER_MODEL, ensure_placeholder_models, layer_sql, source_layers
 from apps.usage.signals import rollups_refreshed
 
 _KEY = ("source_id", "ts", "record_key")
@@ -39,13 +43,20 @@ class StoreResult:
     replaced: int  # buckets whose content changed (a re-pulled, grown bucket)
 
 
-def store_facts(rows: Sequence[tuple]) -> StoreResult:
-    """Upsert fact rows (tuples in FACT_COLUMNS order) on the natural key (source, ts, record_key).
+def store_facts(rows: Sequence[tuple] | pa.Table) -> StoreResult:
+    """Upsert fact rows on the natural key (source, ts, record_key).
+
+    Rows are tuples in FACT_COLUMNS order, or an Arrow table of those columns: on PostgreSQL a table
+    without repeated keys is staged by one CSV COPY that Arrow writes, with no loop over rows.
 
     A request-grain row that exists already is a duplicate and is left alone; a bucket row replaces
     its stored version when its content differs and it is not smaller (a grown bucket); an identical
     or older, smaller version counts as a duplicate. Must run inside a transaction.
     """
+    if isinstance(rows, pa.Table):
+        if connection.vendor == "postgresql" and not _repeats_a_key(rows):
+            return _store_table_postgresql(rows)
+        rows = _table_rows(rows)
     if not rows:
         return StoreResult(0, 0, 0)
     unique: dict[tuple, tuple] = {}
@@ -67,12 +78,40 @@ def store_facts(rows: Sequence[tuple]) -> StoreResult:
     return StoreResult(accepted, len(unique) - accepted - replaced + in_batch_duplicates, replaced)
 
 
-def _stage_postgresql(cursor, rows: Iterable[tuple]) -> None:
+def _repeats_a_key(table: pa.Table) -> bool:
+    return table.group_by(list(_KEY)).aggregate([]).num_rows != table.num_rows
+
+
+def _table_rows(table: pa.Table) -> list[tuple]:
+    columns = [table[column].to_pylist() for column in FACT_COLUMNS]
+    return list(zip(*columns, strict=True))
+
+
+def _store_table_postgresql(table: pa.Table) -> StoreResult:
+    """A batch without repeated keys goes to the stage as one CSV COPY written by Arrow (no row loop)."""
+    buffer = io.BytesIO()
+    pa_csv.write_csv(table.select(list(FACT_COLUMNS)), buffer, pa_csv.WriteOptions(include_header=False))
     columns = ", ".join(FACT_COLUMNS)
+    with connection.cursor() as cursor:
+        _create_stage_postgresql(cursor)
+        with cursor.cursor.copy(f"COPY {STAGE} ({columns}) FROM STDIN (FORMAT csv)") as copy:  # noqa: S608
+            copy.write(buffer.getbuffer())
+        replaced = _replace_changed_buckets(cursor)
+        accepted = _insert_new(cursor)
+        cursor.execute(f"DELETE FROM {STAGE}")  # noqa: S608 - constant table name
+    return StoreResult(accepted, table.num_rows - accepted - replaced, replaced)
+
+
+def _create_stage_postgresql(cursor) -> None:
     cursor.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ON COMMIT DELETE ROWS "  # noqa: S608 - constants
-        f"AS SELECT {columns} FROM usage_usagefact WITH NO DATA"
+        f"AS SELECT {', '.join(FACT_COLUMNS)} FROM usage_usagefact WITH NO DATA"
     )
+
+
+def _stage_postgresql(cursor, rows: Iterable[tuple]) -> None:
+    columns = ", ".join(FACT_COLUMNS)
+    _create_stage_postgresql(cursor)
     with cursor.cursor.copy(f"COPY {STAGE} ({columns}) FROM STDIN") as copy:  # noqa: S608
         for row in rows:
             copy.write_row(row)
@@ -141,11 +180,26 @@ def _insert_new(cursor) -> int:
 
 
 _SUMS = TOKEN_COLUMNS
+ROLLUP_STAGE = "usage_rollup_stage"
+_DIMS = ("team_id", "person_id", "task_id", "provider_id", "model_id")
+_MEASURES = (
+    "fact_rows",
+    "unpriced_rows",
+    "failed_rows",
+    "requests",
+    *_SUMS,
+    "cost_nanos",
+    "reported_cost_nanos",
+)
 
 
 @transaction.atomic
 def refresh_rollups(*, organisation_id: int, days: Iterable[dt.date]) -> int:
     """Recompute the daily rollup rows of these days from the facts; returns the rows written.
+
+    Each provider-day counts its money once (apps.usage.reconcile): the rows come from its most detailed
+    layer of sources, plus one unattributed adjustment row when a more authoritative layer (the bill, or
+    the provider's usage report) says the total differs.
 
     Delete-and-refill in one transaction, so a crash leaves either the old or the new day, never half.
     On PostgreSQL an advisory lock per organisation keeps two refreshes from interleaving.
@@ -157,6 +211,8 @@ def refresh_rollups(*, organisation_id: int, days: Iterable[dt.date]) -> int:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7001, organisation_id])
+        layer, layer_params = layer_sql(source_layers(organisation_id), "source_id")
+        _create_rollup_stage(cursor)
         for start in range(0, len(day_list), 500):
             chunk = [day.isoformat() for day in day_list[start : start + 500]]
             marks = ", ".join(["%s"] * len(chunk))
@@ -164,19 +220,93 @@ def refresh_rollups(*, organisation_id: int, days: Iterable[dt.date]) -> int:
                 f"DELETE FROM usage_dailyrollup WHERE organisation_id = %s AND day IN ({marks})",  # noqa: S608
                 [organisation_id, *chunk],
             )
-            sums = ", ".join(f"SUM({column})" for column in _SUMS)
-            dims = "organisation_id, day, team_id, person_id, task_id, provider_id, model_id"
-            cursor.execute(
-                f"INSERT INTO usage_dailyrollup ({dims}, fact_rows, unpriced_rows, failed_rows, requests, "  # noqa: S608
-                f"{', '.join(_SUMS)}, cost_nanos, reported_cost_nanos) "
-                f"SELECT {dims}, COUNT(*), SUM(CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END), "
-                f"SUM(CASE WHEN failed THEN 1 ELSE 0 END), SUM(requests), {sums}, "
-                f"COALESCE(SUM(cost_nanos), 0), SUM(reported_cost_nanos) "
-                f"FROM usage_usagefact WHERE organisation_id = %s AND day IN ({marks}) GROUP BY {dims}",
-                [organisation_id, *chunk],
-            )
-            written += cursor.rowcount
+            _stage_layer_sums(cursor, organisation_id, chunk, layer, layer_params)
+            written += _insert_split_rows(cursor, organisation_id)
+            written += _insert_adjustments(cursor, organisation_id)
+            cursor.execute(f"DELETE FROM {ROLLUP_STAGE}")  # noqa: S608 - constant table name
     transaction.on_commit(
         lambda: rollups_refreshed.send(sender=refresh_rollups, organisation_id=organisation_id, days=day_list)
     )
     return written
+
+
+def _create_rollup_stage(cursor) -> None:
+    """A per-connection scratch table: the facts of the days summed per rollup row and layer."""
+    columns = ", ".join(
+        [
+            "day DATE NOT NULL",
+            "layer SMALLINT NOT NULL",
+            *(f"{dim} BIGINT" for dim in _DIMS),
+            *(f"{measure} BIGINT" for measure in _MEASURES),
+        ]
+    )
+    keep = " ON COMMIT DELETE ROWS" if connection.vendor == "postgresql" else ""
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {ROLLUP_STAGE} ({columns}){keep}")
+    cursor.execute(f"DELETE FROM {ROLLUP_STAGE}")  # noqa: S608 - constant table name
+
+
+def _stage_layer_sums(
+    cursor, organisation_id: int, days: list[str], layer: str, layer_params: list[int]
+) -> None:
+    # The one read of the fact table: everything after this works on the (much smaller) sums.
+    dims = ", ".join(f"f.{dim}" for dim in _DIMS)
+    sums = ", ".join(f"SUM(f.{column})" for column in _SUMS)
+    marks = ", ".join(["%s"] * len(days))
+    cursor.execute(
+        f"INSERT INTO {ROLLUP_STAGE} (day, layer, {', '.join(_DIMS)}, {', '.join(_MEASURES)}) "  # noqa: S608
+        f"SELECT f.day, f.layer, {dims}, COUNT(*), SUM(CASE WHEN f.cost_nanos IS NULL THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN f.failed THEN 1 ELSE 0 END), SUM(f.requests), {sums}, "
+        f"COALESCE(SUM(f.cost_nanos), 0), SUM(f.reported_cost_nanos) "
+        f"FROM (SELECT usage_usagefact.*, {layer} AS layer FROM usage_usagefact "
+        f"WHERE organisation_id = %s AND day IN ({marks})) f "
+        f"GROUP BY f.day, f.layer, {dims}",
+        [*layer_params, organisation_id, *days],
+    )
+
+
+_NULL_ID = "CAST(NULL AS BIGINT)"  # typed, so that neither database has to guess
+_UNITS = (
+    f"SELECT day, provider_id, MIN(layer) AS split_layer, MAX(layer) AS money_layer "  # noqa: S608
+    f"FROM {ROLLUP_STAGE} GROUP BY day, provider_id"
+)
+
+
+def _insert_split_rows(cursor, organisation_id: int) -> int:
+    """Each provider-day's rows from its most detailed layer only, as they are."""
+    columns = ", ".join(("day", *_DIMS, *_MEASURES))
+    cursor.execute(
+        f"INSERT INTO usage_dailyrollup (organisation_id, {columns}, adjustment) "  # noqa: S608
+        f"SELECT %s, {', '.join(f's.{column}' for column in ('day', *_DIMS, *_MEASURES))}, %s "
+        f"FROM {ROLLUP_STAGE} s JOIN ({_UNITS}) u "
+        f"ON u.day = s.day AND u.provider_id = s.provider_id AND u.split_layer = s.layer",
+        [organisation_id, False],
+    )
+    return cursor.rowcount
+
+
+def _insert_adjustments(cursor, organisation_id: int) -> int:
+    """One unattributed row per provider-day whose money layer's total differs from its split layer's."""
+    cursor.execute(
+        f"SELECT DISTINCT provider_id FROM {ROLLUP_STAGE} "  # noqa: S608 - constant table name
+        f"GROUP BY day, provider_id HAVING MIN(layer) <> MAX(layer)"
+    )
+    provider_ids = [provider_id for (provider_id,) in cursor.fetchall()]
+    if not provider_ids:
+        return 0
+    ensure_placeholder_models(provider_ids)
+    tokens = ", ".join(["0"] * len(_SUMS))
+    cursor.execute(
+        f"INSERT INTO usage_dailyrollup (organisation_id, day, {', '.join(_DIMS)}, "  # noqa: S608
+        f"{', '.join(_MEASURES)}, adjustment) "
+        f"SELECT %s, t.day, {_NULL_ID}, {_NULL_ID}, {_NULL_ID}, t.provider_id, m.id, 0, 0, 0, {_NULL_ID}, "
+        f"{tokens}, t.money_cost - t.split_cost, {_NULL_ID}, %s "
+        f"FROM (SELECT s.day, s.provider_id, "
+        f"SUM(CASE WHEN s.layer = u.money_layer THEN s.cost_nanos ELSE 0 END) AS money_cost, "
+        f"SUM(CASE WHEN s.layer = u.split_layer THEN s.cost_nanos ELSE 0 END) AS split_cost "
+        f"FROM {ROLLUP_STAGE} s JOIN ({_UNITS}) u ON u.day = s.day AND u.provider_id = s.provider_id "
+        f"WHERE u.split_layer <> u.money_layer GROUP BY s.day, s.provider_id) t "
+        f"JOIN catalog_aimodel m ON m.provider_id = t.provider_id AND m.name = %s "
+        f"WHERE t.money_cost <> t.split_cost",
+        [organisation_id, True, PLACEHOLDER_MODEL],
+    )
+    return cursor.rowcount
