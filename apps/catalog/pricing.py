@@ -10,10 +10,13 @@ property test holds them to it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib.metadata import version
+from typing import NamedTuple
 
+import numpy as np
 from genai_prices import Usage, data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices, TimeOfDateConstraint
 
@@ -70,7 +73,7 @@ class PriceMatch:
 
 
 @dataclass(frozen=True, slots=True)
-class _Rates:
+class Rates:
     """Femto-dollars per token of each kind; `tier_from` = input total above which tiers apply."""
 
     input_uncached: int
@@ -88,7 +91,7 @@ def _femtos(amount: Decimal) -> int | None:
     return int(scaled) if scaled == scaled.to_integral_value() else None
 
 
-def _rates(model_price: ModelPrice) -> _Rates | None:
+def _rates(model_price: ModelPrice) -> Rates | None:
     def one(**usage: int) -> Decimal:
         return model_price.calc_price(Usage(**usage))["total_price"]
 
@@ -106,15 +109,21 @@ def _rates(model_price: ModelPrice) -> _Rates | None:
     femtos = [_femtos(value) for value in values]
     if any(value is None for value in femtos):
         return None  # a rate finer than a femto-dollar: price every row through genai-prices
-    return _Rates(*femtos, tier_from=tier_from, model_price=model_price)  # type: ignore[arg-type]
+    return Rates(*femtos, tier_from=tier_from, model_price=model_price)  # type: ignore[arg-type]
 
 
-def _round_to_nanos(femtos: int) -> int:
+def round_to_nanos(femtos: int) -> int:
     quotient, remainder = divmod(femtos, FEMTOS_PER_NANO)
     half = FEMTOS_PER_NANO // 2
     if remainder > half or (remainder == half and quotient % 2 == 1):
         quotient += 1
     return quotient
+
+
+class PriceLookup(NamedTuple):
+    model_price: ModelPrice
+    rates: Rates | None  # None: a rate finer than a femto-dollar, price every row through genai-prices
+    match: PriceMatch
 
 
 class Pricer:
@@ -123,8 +132,8 @@ class Pricer:
     def __init__(self) -> None:
         self._snapshot = data_snapshot.get_snapshot()
         self._models: dict[tuple[str, str], tuple[str, ModelInfo, int] | None] = {}
-        self._prices: dict[tuple[int, int, str], tuple[ModelPrice, _Rates | None, PriceMatch]] = {}
-        self._rates_by_price: dict[int, tuple[ModelPrice, _Rates | None]] = {}
+        self._prices: dict[tuple[int, int, str], PriceLookup] = {}
+        self._rates_by_price: dict[int, tuple[ModelPrice, Rates | None]] = {}
 
     def find_model(self, provider: str, model: str) -> tuple[str, ModelInfo, int] | None:
         """(price provider id, model info, seconds a looked-up price holds) or None when unknown."""
@@ -140,17 +149,16 @@ class Pricer:
                 self._models[key] = None
         return self._models[key]
 
-    def price(
+    def lookup(
         self,
         *,
         provider: str,
         model: str,
         at: dt.datetime,
-        counts: TokenCounts,
         batch: bool = False,
         service_tier: str | None = None,
-    ) -> tuple[int, PriceMatch] | None:
-        """Cost in nano-dollars and its provenance, or None when no price data knows the model."""
+    ) -> PriceLookup | None:
+        """The price that applied to this model at `at`, or None when no price data knows the model."""
         found = self.find_model(provider, model)
         if found is None:
             return None
@@ -173,11 +181,37 @@ class Pricer:
             if by_object is None:
                 by_object = self._rates_by_price[id(model_price)] = (model_price, _rates(model_price))
             match = PriceMatch(PRICE_SOURCE, provider_id, info.id, context_text)
-            cached = self._prices[price_key] = (*by_object, match)
-        model_price, rates, match = cached
+            cached = self._prices[price_key] = PriceLookup(*by_object, match)
+        return cached
+
+    def period_seconds(self, provider: str, model: str) -> int | None:
+        """How long a looked-up price of this model holds (a day, or a time-of-day slot)."""
+        found = self.find_model(provider, model)
+        return None if found is None else found[2]
+
+    def price(
+        self,
+        *,
+        provider: str,
+        model: str,
+        at: dt.datetime,
+        counts: TokenCounts,
+        batch: bool = False,
+        service_tier: str | None = None,
+    ) -> tuple[int, PriceMatch] | None:
+        """Cost in nano-dollars and its provenance, or None when no price data knows the model."""
+        cached = self.lookup(provider=provider, model=model, at=at, batch=batch, service_tier=service_tier)
+        if cached is None:
+            return None
+        return self.cost(cached, counts), cached.match
+
+    @staticmethod
+    def cost(lookup: PriceLookup, counts: TokenCounts) -> int:
+        """Nano-dollars of one row's tokens at a looked-up price (exact integer arithmetic)."""
+        rates = lookup.rates
         if rates is None or (rates.tier_from is not None and counts.input_total > rates.tier_from):
-            total = model_price.calc_price(counts.as_genai_usage())["total_price"]
-            return int((total * 1_000_000_000).to_integral_value()), match
+            total = lookup.model_price.calc_price(counts.as_genai_usage())["total_price"]
+            return int((total * 1_000_000_000).to_integral_value())
         femtos = (
             counts.input_uncached * rates.input_uncached
             + counts.cache_read * rates.cache_read
@@ -186,4 +220,48 @@ class Pricer:
             + counts.output * rates.output
             + counts.reasoning * rates.reasoning_extra
         )
-        return _round_to_nanos(femtos), match
+        return round_to_nanos(femtos)
+
+
+# Token columns in the order of `Rates`' per-kind fields.
+_RATE_FIELDS = (
+    "input_uncached",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "output",
+    "reasoning_extra",
+)
+# Below this many tokens per kind, the split products below stay far inside 64 bits for any real rate.
+_VECTOR_TOKEN_LIMIT = 2**31
+
+
+def vector_cost(lookup: PriceLookup, tokens: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Nano-dollars for many rows at one price, with NumPy; and which rows it could price exactly.
+
+    Each rate is split into whole nano-dollars and the femto-dollar rest, so the two dot products fit
+    in int64 and the sum is rounded half-even exactly like `Pricer.cost`. Rows it cannot do (a count
+    of 2^31 or more, input above a tier start, rates finer than a femto-dollar) are marked not exact
+    and must go through `Pricer.cost`.
+    """
+    rows = len(tokens[0])
+    rates = lookup.rates
+    if rates is None:
+        return np.zeros(rows, dtype=np.int64), np.zeros(rows, dtype=bool)
+    exact = np.ones(rows, dtype=bool)
+    for column in tokens:
+        exact &= (column >= 0) & (column < _VECTOR_TOKEN_LIMIT)
+    if rates.tier_from is not None:
+        exact &= (tokens[0] + tokens[1] + tokens[2] + tokens[3]) <= rates.tier_from
+    nanos = np.zeros(rows, dtype=np.int64)
+    femtos = np.zeros(rows, dtype=np.int64)
+    for column, field in zip(tokens, _RATE_FIELDS, strict=True):
+        whole, rest = divmod(getattr(rates, field), FEMTOS_PER_NANO)
+        safe = np.where(exact, column, 0)
+        nanos += safe * whole
+        femtos += safe * rest
+    quotient, remainder = np.divmod(femtos, FEMTOS_PER_NANO)
+    quotient += nanos
+    half = FEMTOS_PER_NANO // 2
+    quotient += (remainder > half) | ((remainder == half) & (quotient % 2 == 1))
+    return quotient, exact

@@ -12,6 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -19,11 +23,13 @@ from django.utils import timezone
 
 from apps.catalog.models import AIModel, PriceRef, Provider
 from apps.catalog.normalise import model_name, provider_display_name, provider_slug
-from apps.catalog.pricing import PriceMatch, Pricer, TokenCounts
+from apps.catalog.pricing import PriceMatch, Pricer, TokenCounts, vector_cost
 from apps.ingestion.adapters import NormalisedRow, RowError, get_adapter
 from apps.ingestion.adapters.base import Basis
+from apps.ingestion.frames import concat, rows_to_table
 from apps.ingestion.models import IngestionRun, RejectedRow
 from apps.org.attribution import Resolver
+from apps.usage.columns import TOKEN_COLUMNS
 from apps.usage.models import Grain
 from apps.usage.services import StoreResult, refresh_rollups, store_facts
 
@@ -52,10 +58,11 @@ class Pipeline:
         done = self.run.resume_line if file_index == self.run.resume_file else 0
         name = display_name or path.name
         with path.open("rb") as stream:
-            items = (item for item in self.adapter.parse(stream, name) if item.line > done)
-            for rows, errors in _batches(items, self.batch_rows):
-                last_line = max(rows[-1].line if rows else 0, errors[-1].line if errors else 0)
-                self._commit_batch(rows, errors, name, file_index, last_line)
+            items = self.adapter.parse_columns(stream, name)
+            if items is None:
+                items = self.adapter.parse(stream, name)
+            for table, errors, last_line in _batches(items, self.batch_rows, done):
+                self._commit_batch(table, errors, name, file_index, last_line)
 
     def finish(self) -> int:
         """Refresh the rollups of every day this run touched; returns the rollup rows written."""
@@ -63,16 +70,15 @@ class Pipeline:
 
     def _commit_batch(
         self,
-        rows: list[NormalisedRow],
+        table: pa.Table,
         errors: list[RowError],
         file_name: str,
         file_index: int,
         last_line: int,
     ) -> None:
         with transaction.atomic():
-            self.resolver.prepare(row.identity for row in rows)
-            facts = [self._fact(row) for row in rows]
-            result = store_facts(facts) if facts else StoreResult(0, 0, 0)
+            facts = self._facts(table)
+            result = store_facts(facts) if facts.num_rows else StoreResult(0, 0, 0)
             if errors:
                 RejectedRow.objects.bulk_create(
                     RejectedRow(
@@ -86,7 +92,7 @@ class Pipeline:
                     for error in errors
                 )
             IngestionRun.objects.filter(pk=self.run.pk).update(
-                rows=F("rows") + len(rows) + len(errors),
+                rows=F("rows") + table.num_rows + len(errors),
                 accepted=F("accepted") + result.accepted,
                 duplicates=F("duplicates") + result.duplicates,
                 replaced=F("replaced") + result.replaced,
@@ -97,71 +103,125 @@ class Pipeline:
                 heartbeat_at=timezone.now(),
             )
 
-    def _fact(self, row: NormalisedRow) -> tuple:
-        dimensions = self._dimensions.get((row.provider, row.model))
-        if dimensions is None:
-            dimensions = self._dimensions[(row.provider, row.model)] = self._dimension_ids(
-                row.provider, row.model
-            )
-        provider, model, provider_id, model_id = dimensions
-        day = row.ts.date() if row.grain == Grain.DAY else row.ts.astimezone(self.time_zone).date()
-        self.touched_days.add(day)
-        attribution = self.resolver.resolve(row.identity)
-        counts = TokenCounts(
-            row.input_uncached_tokens,
-            row.cache_read_tokens,
-            row.cache_write_5m_tokens,
-            row.cache_write_1h_tokens,
-            row.output_tokens,
-            row.reasoning_tokens,
+    def _facts(self, table: pa.Table) -> pa.Table:
+        """Normalised rows -> fact rows (FACT_COLUMNS): dimensions, day, attribution and cost, by column.
+
+        Everything that needs Python (catalog lookups, identity resolution, price lookups) runs once per
+        distinct value of its key, and the answers are spread back over the rows with `take`.
+        """
+        rows = table.num_rows
+        dimension_keys = pc.binary_join_element_wise(table["provider"], table["model"], "\x1f")
+        dimension_index, dimension_values = _encode(dimension_keys)
+        dimensions = [self._dimensions_of(key) for key in dimension_values]
+        provider_ids = pa.array([d[2] for d in dimensions], pa.int64()).take(dimension_index)
+        model_ids = pa.array([d[3] for d in dimensions], pa.int64()).take(dimension_index)
+
+        ts = table["ts"]
+        daily = pc.equal(table["grain"], Grain.DAY)
+        local_day = pc.cast(
+            pc.local_timestamp(ts.cast(pa.timestamp("us", tz=self.time_zone.key))), pa.date32()
         )
-        cost_nanos: int | None = None
-        price_ref_id: int | None = None
+        day = pc.if_else(daily, pc.cast(ts, pa.date32()), local_day)
+        self.touched_days.update(value for value in pc.unique(day).to_pylist())
+
+        identity_index, identity_values = _encode(table["identity"])
+        fields = [orjson.loads(value) for value in identity_values]
+        self.resolver.prepare(fields)
+        attributions = [self.resolver.resolve(value) for value in fields]
+
+        def attributed(name: str) -> pa.Array:
+            return pa.array([getattr(a, name) for a in attributions], pa.int64()).take(identity_index)
+
+        cost, price_ref = self._costs(table, dimensions, dimension_index)
+        constant = pa.scalar  # organisation, source and run are the same for every row of a batch
+        return pa.table(
+            {
+                "source_id": pa.repeat(constant(self.source.pk, pa.int64()), rows),
+                "ts": ts,
+                "record_key": table["record_key"],
+                "organisation_id": pa.repeat(constant(self.organisation.pk, pa.int64()), rows),
+                "day": day,
+                "grain": table["grain"],
+                "run_id": pa.repeat(constant(self.run.pk, pa.int64()), rows),
+                "provider_id": provider_ids,
+                "model_id": model_ids,
+                "team_id": attributed("team_id"),
+                "person_id": attributed("person_id"),
+                "task_id": attributed("task_id"),
+                "raw_identity_id": attributed("raw_identity_id"),
+                **{column: table[column] for column in TOKEN_COLUMNS},
+                "requests": table["requests"],
+                "failed": table["failed"],
+                "batch": table["batch"],
+                "cost_nanos": cost,
+                "reported_cost_nanos": table["reported_cost_nanos"],
+                "price_ref_id": price_ref,
+            }
+        )
+
+    def _costs(
+        self, table: pa.Table, dimensions: list[tuple[str, str, int, int]], dimension_index: pa.Array
+    ) -> tuple[pa.Array, pa.Array]:
+        """Computed cost (nano-dollars, NULL when unpriced) and the price reference of every row."""
+        reported = table["reported_cost_nanos"]
         if self.billing:
             # An invoice line is the cost: pricing its tokens again would only disagree with the bill.
-            cost_nanos = row.reported_cost_nanos
-        elif row.failed:
-            # A failed request is not spend unless the source says it was charged (TESTPLAN A10).
-            cost_nanos = row.reported_cost_nanos or 0
-        else:
-            priced = self.pricer.price(
+            return reported, pa.nulls(table.num_rows, pa.int64())
+        periods = np.asarray(
+            [self.pricer.period_seconds(provider, model) or 1 for provider, model, _, _ in dimensions],
+            dtype=np.int64,
+        )
+        dimension = dimension_index.to_numpy(zero_copy_only=False).astype(np.int64)
+        seconds = pc.cast(table["ts"], pa.int64()).to_numpy(zero_copy_only=False) // 1_000_000
+        slot = seconds // periods[dimension]
+        tier_index, tiers = _encode(pc.fill_null(table["service_tier"], ""))
+        batch = table["batch"].to_numpy(zero_copy_only=False)
+        keys = np.stack(
+            [dimension, slot, batch.astype(np.int64), tier_index.to_numpy(zero_copy_only=False)], axis=1
+        )
+        # One price lookup per (model, price period, batch, service tier); rows grouped by sorting.
+        distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
+        order = np.argsort(inverse.ravel(), kind="stable")
+        bounds = np.searchsorted(inverse.ravel()[order], np.arange(len(distinct) + 1))
+        tokens = [table[column].to_numpy(zero_copy_only=False) for column in TOKEN_COLUMNS]
+        failed = table["failed"].to_numpy(zero_copy_only=False)
+        cost = np.zeros(table.num_rows, dtype=np.int64)
+        priced = np.zeros(table.num_rows, dtype=bool)
+        price_ref = np.zeros(table.num_rows, dtype=np.int64)
+        for group, (index, slot_number, is_batch, tier) in enumerate(distinct.tolist()):
+            provider, model, _, _ = dimensions[index]
+            lookup = self.pricer.lookup(
                 provider=provider,
                 model=model,
-                at=row.ts,
-                counts=counts,
-                batch=row.batch,
-                service_tier=row.service_tier,
+                at=dt.datetime.fromtimestamp(slot_number * int(periods[index]), tz=dt.UTC),
+                batch=bool(is_batch),
+                service_tier=tiers[tier] or None,
             )
-            if priced is not None:
-                cost_nanos, match = priced
-                price_ref_id = self._price_ref_id(match)
+            if lookup is None:
+                continue
+            rows = order[bounds[group] : bounds[group + 1]]
+            priced[rows] = True
+            price_ref[rows] = self._price_ref_id(lookup.match)
+            cost[rows], exact = vector_cost(lookup, [column[rows] for column in tokens])
+            for row in rows[~exact].tolist():
+                # Tiered prices above the tier start, huge counts or sub-femto rates: exact, one by one.
+                counts = TokenCounts(*(int(column[row]) for column in tokens))
+                cost[row] = self.pricer.cost(lookup, counts)
+        # A failed request is not spend unless the source says it was charged (TESTPLAN A10).
+        failed_cost = pc.fill_null(reported, 0).to_numpy(zero_copy_only=False)
+        cost = np.where(failed, failed_cost, cost)
+        has_cost = priced | failed
         return (
-            self.source.pk,
-            row.ts,
-            row.record_key,
-            self.organisation.pk,
-            day,
-            row.grain,
-            self.run.pk,
-            provider_id,
-            model_id,
-            attribution.team_id,
-            attribution.person_id,
-            attribution.task_id,
-            attribution.raw_identity_id,
-            counts.input_uncached,
-            counts.cache_read,
-            counts.cache_write_5m,
-            counts.cache_write_1h,
-            counts.output,
-            counts.reasoning,
-            row.requests,
-            row.failed,
-            row.batch,
-            cost_nanos,
-            row.reported_cost_nanos,
-            price_ref_id,
+            pa.array(cost, pa.int64(), mask=~has_cost),
+            pa.array(price_ref, pa.int64(), mask=~(priced & ~failed)),
         )
+
+    def _dimensions_of(self, key: str) -> tuple[str, str, int, int]:
+        provider, model = key.split("\x1f", 1)
+        dimensions = self._dimensions.get((provider, model))
+        if dimensions is None:
+            dimensions = self._dimensions[(provider, model)] = self._dimension_ids(provider, model)
+        return dimensions
 
     def _dimension_ids(self, raw_provider: str, raw_model: str) -> tuple[str, str, int, int]:
         provider = provider_slug(raw_provider, raw_model)
@@ -195,18 +255,82 @@ class Pipeline:
         return self._price_refs[match]
 
 
+def _encode(values: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, list]:
+    """(index of each row's value in the distinct values, the distinct values as Python objects)."""
+    encoded = pc.dictionary_encode(values)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks() if encoded.num_chunks != 1 else encoded.chunk(0)
+        if isinstance(encoded, pa.ChunkedArray):  # an empty table
+            return pa.array([], pa.int32()), []
+    return encoded.indices, encoded.dictionary.to_pylist()
+
+
 def _batches(
-    items: Iterator[NormalisedRow | RowError], size: int
-) -> Iterator[tuple[list[NormalisedRow], list[RowError]]]:
+    items: Iterator[tuple[pa.Table, list[RowError]] | NormalisedRow | RowError], size: int, done: int
+) -> Iterator[tuple[pa.Table, list[RowError], int]]:
+    """Group an adapter's output into batches of `size` rows and errors, skipping lines up to `done`.
+
+    Yields (normalised table, row errors, last line of the batch). Every line up to a batch's last
+    line is in that batch or an earlier one, which is what resuming after a crash relies on.
+    """
+    tables: list[pa.Table] = []
     rows: list[NormalisedRow] = []
     errors: list[RowError] = []
+    count = last_line = 0
+
+    def flush() -> tuple[pa.Table, list[RowError], int]:
+        if rows:
+            tables.append(rows_to_table(rows))
+        return concat(tables), errors, last_line
+
     for item in items:
-        if isinstance(item, RowError):
-            errors.append(item)
-        else:
-            rows.append(item)
-        if len(rows) + len(errors) >= size:
-            yield rows, errors
-            rows, errors = [], []
-    if rows or errors:
-        yield rows, errors
+        if isinstance(item, tuple):  # a columnar reader's piece: a table and that piece's row errors
+            table, piece_errors = item
+            if done:
+                table = table.filter(pc.greater(table["line"], done))
+                piece_errors = [error for error in piece_errors if error.line > done]
+            while table.num_rows or piece_errors:
+                head, head_errors, head_last, table, piece_errors = _split_piece(
+                    table, piece_errors, size - count
+                )
+                if rows:
+                    tables.append(rows_to_table(rows))
+                    rows = []
+                tables.append(head)
+                errors.extend(head_errors)
+                count += head.num_rows + len(head_errors)
+                last_line = max(last_line, head_last)
+                if count >= size:
+                    yield flush()
+                    tables, rows, errors, count = [], [], [], 0
+            continue
+        if item.line <= done:
+            continue
+        (errors if isinstance(item, RowError) else rows).append(item)
+        count += 1
+        last_line = max(last_line, item.line)
+        if count >= size:
+            yield flush()
+            tables, rows, errors, count = [], [], [], 0
+    if count:
+        yield flush()
+
+
+def _split_piece(
+    table: pa.Table, errors: list[RowError], wanted: int
+) -> tuple[pa.Table, list[RowError], int, pa.Table, list[RowError]]:
+    """The first `wanted` rows and errors of a piece by line, its last line, and the rest."""
+    lines = np.sort(
+        np.concatenate([table["line"].to_numpy(), np.asarray([e.line for e in errors], dtype=np.int64)])
+    )
+    if len(lines) <= wanted:
+        return table, errors, int(lines[-1]), table.slice(0, 0), []
+    cut = int(lines[wanted - 1])
+    head = pc.less_equal(table["line"], cut)
+    return (
+        table.filter(head),
+        [error for error in errors if error.line <= cut],
+        cut,
+        table.filter(pc.invert(head)),
+        [error for error in errors if error.line > cut],
+    )

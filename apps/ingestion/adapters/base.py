@@ -119,7 +119,7 @@ def usd_to_nanos(value: object, field: str) -> int | None:
     """Dollars (number or decimal string, any exponent) to integer nano-dollars, rounded half-even.
 
     Floats go through their shortest repr, which is the decimal the source wrote for up to 15
-    significant digits; strings are read exactly.
+    significant digits; strings are read exactly. An amount beyond 64 bits of nano-dollars is refused.
     """
     if value is None or value == "":
         return None
@@ -131,7 +131,11 @@ def usd_to_nanos(value: object, field: str) -> int | None:
         raise RowInvalid(field, f"expected an amount, got {value!r}") from None
     if not amount.is_finite():
         raise RowInvalid(field, f"expected a finite amount, got {value!r}")
-    return int((amount * NANOS).to_integral_value())
+    # Checked before scaling: an exponent like 1E+999999 would overflow the decimal context itself.
+    nanos = int((amount * NANOS).to_integral_value()) if amount.adjusted() < 19 else 2**63
+    if not -(2**63) <= nanos < 2**63:
+        raise RowInvalid(field, f"{value!r} dollars does not fit in 64 bits of nano-dollars")
+    return nanos
 
 
 def cents_to_nanos(value: object, field: str) -> int | None:

@@ -30,23 +30,29 @@ def iter_json_records(
             # A pretty-printed single object (an API page), not JSONL.
             yield from _document_records(line + stream.read(), envelope_key)
             return
-        if len(line) > max_line:
-            yield number, RowError("", number, "(line)", f"line longer than {max_line} bytes", ""), ""
+        parsed = read_json_line(number, line, max_line)
+        if parsed is None:
             continue
-        stripped = line.strip()
-        if not stripped:
-            continue
-        try:
-            record = orjson.loads(stripped)
-        except orjson.JSONDecodeError as error:
-            raw = stripped.decode("utf-8", errors="replace")
-            yield number, RowError("", number, "(line)", f"invalid JSON: {error}", raw), raw
-            continue
+        record, raw = parsed
         if number == 1 and envelope_key and isinstance(record, dict) and envelope_key in record:
             yield from _items(record[envelope_key])
             yield from _document_tail(stream)
             return
-        yield number, record, stripped.decode("utf-8", errors="replace")
+        yield number, record, raw
+
+
+def read_json_line(number: int, line: bytes, max_line: int) -> tuple[Any, str] | None:
+    """One JSONL line -> (record or RowError, raw text); None for a blank line."""
+    if len(line) > max_line:
+        return RowError("", number, "(line)", f"line longer than {max_line} bytes", ""), ""
+    stripped = line.strip()
+    if not stripped:
+        return None
+    raw = stripped.decode("utf-8", errors="replace")
+    try:
+        return orjson.loads(stripped), raw
+    except orjson.JSONDecodeError as error:
+        return RowError("", number, "(line)", f"invalid JSON: {error}", raw), raw
 
 
 def _document_tail(stream: IO[bytes]) -> Iterator[tuple[int, Any, str]]:

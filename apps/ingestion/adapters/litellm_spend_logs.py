@@ -31,13 +31,24 @@ class LiteLLMSpendLogs(base.Adapter):
         else:
             records = iter_json_records(stream, envelope_key="data")
         for line, record, raw in records:
-            if isinstance(record, RowError):
-                yield RowError(file_name, line, record.field, record.reason, raw)
-                continue
-            try:
-                yield _row(record, line)
-            except RowInvalid as error:
-                yield RowError(file_name, line, error.field, error.reason, raw)
+            yield read_record(record, line, raw, file_name)
+
+    def parse_columns(self, stream: IO[bytes], file_name: str) -> Iterator[Any] | None:
+        if file_name.lower().endswith(".csv"):
+            return None
+        from apps.ingestion.adapters.litellm_columns import read_columns
+
+        return read_columns(stream, file_name)
+
+
+def read_record(record: Any, line: int, raw: str, file_name: str) -> NormalisedRow | RowError:
+    """One parsed record (or the reader's RowError for its line) -> a row or a row error."""
+    if isinstance(record, RowError):
+        return RowError(file_name, line, record.field, record.reason, raw)
+    try:
+        return _row(record, line)
+    except RowInvalid as error:
+        return RowError(file_name, line, error.field, error.reason, raw)
 
 
 def _csv_records(stream: IO[bytes], file_name: str) -> Iterator[tuple[int, Any, str]]:
@@ -76,6 +87,26 @@ def _task_from_tags(tags: Any) -> str | None:
     return None
 
 
+def _first_given(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)
+
+
+def identity(record: dict, metadata: dict) -> dict[str, str]:
+    """The raw attribution fields of one spend log (top-level columns win over metadata copies)."""
+    spend_metadata = metadata.get("spend_logs_metadata") or {}
+    task = spend_metadata.get("task") if isinstance(spend_metadata, dict) else None
+    fields = {
+        "user": base.text(record.get("user")) or base.text(metadata.get("user_api_key_user_id")),
+        "api_key": base.text(record.get("api_key")) or base.text(metadata.get("user_api_key")),
+        "api_key_alias": base.text(metadata.get("user_api_key_alias")),
+        "gateway_team": base.text(record.get("team_id")) or base.text(metadata.get("user_api_key_team_id")),
+        "gateway_team_alias": base.text(metadata.get("user_api_key_team_alias")),
+        "tag": base.text(task) or _task_from_tags(record.get("request_tags")),
+        "end_user": base.text(record.get("end_user")),
+    }
+    return {kind: value for kind, value in fields.items() if value}
+
+
 def _row(record: Any, line: int) -> NormalisedRow:
     if not isinstance(record, dict):
         raise RowInvalid("(record)", f"expected an object, got {type(record).__name__}")
@@ -88,8 +119,9 @@ def _row(record: Any, line: int) -> NormalisedRow:
     completion = base.tokens(record.get("completion_tokens"), "completion_tokens")
     prompt_details = usage.get("prompt_tokens_details") or {}
     completion_details = usage.get("completion_tokens_details") or {}
+    # Anthropic-style usage names its cache reads; OpenAI-style nests them. A null is "not given".
     cache_read = base.tokens(
-        usage.get("cache_read_input_tokens", prompt_details.get("cached_tokens")),
+        _first_given(usage.get("cache_read_input_tokens"), prompt_details.get("cached_tokens")),
         "metadata.usage_object.cache_read_input_tokens",
     )
     cache_creation = usage.get("cache_creation") or {}
@@ -118,17 +150,6 @@ def _row(record: Any, line: int) -> NormalisedRow:
         raise RowInvalid("status", f"unknown status {status!r} (expected success or failure)")
     cache_hit = str(record.get("cache_hit")).lower() == "true"
 
-    spend_metadata = metadata.get("spend_logs_metadata") or {}
-    task = spend_metadata.get("task") if isinstance(spend_metadata, dict) else None
-    identity = {
-        "user": base.text(record.get("user")) or base.text(metadata.get("user_api_key_user_id")),
-        "api_key": base.text(record.get("api_key")) or base.text(metadata.get("user_api_key")),
-        "api_key_alias": base.text(metadata.get("user_api_key_alias")),
-        "gateway_team": base.text(record.get("team_id")) or base.text(metadata.get("user_api_key_team_id")),
-        "gateway_team_alias": base.text(metadata.get("user_api_key_team_alias")),
-        "tag": base.text(task) or _task_from_tags(record.get("request_tags")),
-        "end_user": base.text(record.get("end_user")),
-    }
     row = NormalisedRow(
         ts=ts,
         grain=Grain.REQUEST,
@@ -145,7 +166,7 @@ def _row(record: Any, line: int) -> NormalisedRow:
         requests=1,
         failed=status == "failure",
         reported_cost_nanos=base.usd_to_nanos(record.get("spend"), "spend"),
-        identity={kind: value for kind, value in identity.items() if value},
+        identity=identity(record, metadata),
     )
     if cache_hit:
         # LiteLLM's own cache answered: the provider was not called, so there are no billable tokens.
