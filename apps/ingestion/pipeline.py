@@ -8,6 +8,8 @@ counters, so the counters always describe what is in the database.
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -61,7 +63,10 @@ class Pipeline:
             items = self.adapter.parse_columns(stream, name)
             if items is None:
                 items = self.adapter.parse(stream, name)
-            for table, errors, last_line in _batches(items, self.batch_rows, done):
+            # Reading runs in a thread of its own: Arrow and the database driver release the GIL, so
+            # the next batch is parsed while PostgreSQL stores this one, on the other core.
+            batches = _batches(items, self.batch_rows, done)
+            for table, errors, last_line in _read_ahead(batches, depth=1):
                 self._commit_batch(table, errors, name, file_index, last_line)
 
     def finish(self) -> int:
@@ -334,3 +339,45 @@ def _split_piece(
         table.filter(pc.invert(head)),
         [error for error in errors if error.line > cut],
     )
+
+
+_END = object()
+
+
+def _read_ahead(items: Iterator, depth: int) -> Iterator:
+    """Iterate `items` in a background thread, at most `depth` items ahead of the consumer.
+
+    Adapters never touch the database, so the thread needs no connection. An exception in it is
+    raised here, in the consumer; if the consumer stops early, the thread is told to stop.
+    """
+    results: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        results.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            results.put((_END, None))
+        except BaseException as error:  # noqa: BLE001 - handed over to the consumer as it is
+            results.put((_END, error))
+
+    thread = threading.Thread(target=produce, name="ingest-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = results.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from django.db import connection, transaction
 
@@ -79,7 +80,14 @@ def store_facts(rows: Sequence[tuple] | pa.Table) -> StoreResult:
 
 
 def _repeats_a_key(table: pa.Table) -> bool:
-    return table.group_by(list(_KEY)).aggregate([]).num_rows != table.num_rows
+    # A hash count over one joined column: no Acero plan, whose thread pool and buffers cost memory.
+    keys = pc.binary_join_element_wise(
+        pc.cast(table["source_id"], pa.string()),
+        pc.cast(table["ts"], pa.string()),
+        table["record_key"],
+        "\x1f",
+    )
+    return pc.count_distinct(keys).as_py() != table.num_rows
 
 
 def _table_rows(table: pa.Table) -> list[tuple]:

@@ -28,9 +28,10 @@ from apps.ingestion.adapters.jsonlines import read_json_line
 from apps.ingestion.frames import NORMALISED, TIMESTAMP, identity_text, rows_to_table
 from apps.usage.models import Grain
 
-PIECE_BYTES = 4 << 20
+PIECE_BYTES = 1 << 20
 # Below this many lines a piece Arrow cannot parse goes line by line instead of being split again.
 SMALLEST_PIECE = 256
+DERIVED_CACHE_LIMIT = 100_000
 
 _TEXT = pa.string()
 _COUNT = pa.int64()
@@ -125,6 +126,8 @@ class _PieceReader:
     def __init__(self, file_name: str) -> None:
         self.file_name = file_name
         self.max_line = settings.SPENDWATCH_MAX_LINE_BYTES
+        # Derived values by joined key, kept across pieces: a file repeats its few thousand keys.
+        self.derived: dict[tuple, Any] = {}
 
     def read(self, piece: bytes, first_line: int) -> Iterator[Piece]:
         lines = piece.split(b"\n")
@@ -146,7 +149,7 @@ class _PieceReader:
             )
             if table.num_rows != len(lines):
                 raise pa.ArrowInvalid("a line held more or less than one record")
-            fast, by_row = _normalise(table, first_line)
+            fast, by_row = _normalise(table, first_line, self.derived)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             # A value of another type than the schema's, text that is not UTF-8, or an impossible
             # date somewhere in the piece: split it until the pieces read, the last ones row by row.
@@ -182,7 +185,7 @@ class _PieceReader:
         return rows, errors
 
 
-def _normalise(table: pa.Table, first_line: int) -> tuple[pa.Table, list[int]]:
+def _normalise(table: pa.Table, first_line: int, derived: dict[tuple, Any]) -> tuple[pa.Table, list[int]]:
     """The rows the column code takes, normalised; and the indexes of those left to the row logic."""
     rows = table.num_rows
     metadata = table["metadata"]
@@ -233,7 +236,7 @@ def _normalise(table: pa.Table, first_line: int) -> tuple[pa.Table, list[int]]:
     slow |= ambiguous
 
     dimension_index, dimensions = _per_distinct(
-        [table["custom_llm_provider"], table["model"], table["model_group"]], _dimensions
+        [table["custom_llm_provider"], table["model"], table["model_group"]], _dimensions, derived
     )
     flag(dimension_index.is_null())
     models = pa.array([model for _, model in dimensions] or [""], _TEXT)
@@ -258,6 +261,7 @@ def _normalise(table: pa.Table, first_line: int) -> tuple[pa.Table, list[int]]:
             pc.struct_field(pc.struct_field(metadata, "spend_logs_metadata"), "task"),
         ],
         _identity,
+        derived,
     )
     flag(identity_index.is_null())
 
@@ -319,7 +323,9 @@ def _nanos(spend: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return nanos, known, ambiguous
 
 
-def _per_distinct(columns: list[Any], derive: Callable[..., Any]) -> tuple[pa.Array, list]:
+def _per_distinct(
+    columns: list[Any], derive: Callable[..., Any], derived: dict[tuple, Any]
+) -> tuple[pa.Array, list]:
     """Run `derive(*values)` once per distinct combination of the columns' values.
 
     Returns each row's index into the results (null where a value holds a separator, so that row
@@ -334,8 +340,13 @@ def _per_distinct(columns: list[Any], derive: Callable[..., Any]) -> tuple[pa.Ar
     encoded = pc.dictionary_encode(joined).combine_chunks()
     results = []
     for key in encoded.dictionary.to_pylist():
-        values = [None if value == _NULL else value for value in key.split(_FIELD_SEP)]
-        results.append(derive(*values) if len(values) == len(columns) else None)
+        cache_key = (derive, key)
+        if cache_key not in derived:
+            if len(derived) >= DERIVED_CACHE_LIMIT:
+                derived.clear()  # memory stays bounded on a file whose every row is a new key
+            values = [None if value == _NULL else value for value in key.split(_FIELD_SEP)]
+            derived[cache_key] = derive(*values) if len(values) == len(columns) else None
+        results.append(derived[cache_key])
     index = pc.if_else(clean, encoded.indices, pa.scalar(None, encoded.indices.type))
     # A derive() that answers None sends its rows the row way too.
     if any(result is None for result in results):
