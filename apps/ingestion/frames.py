@@ -39,6 +39,8 @@ NORMALISED = pa.schema(
         # The raw identity fields as canonical JSON (sorted keys): equal dicts give equal strings, so
         # attribution runs once per distinct combination.
         ("identity", pa.string()),
+        # The last user message where the source carries it: classified, never stored with the fact.
+        ("prompt", pa.string()),
     ]
 )
 
@@ -73,6 +75,7 @@ def rows_to_table(rows: Sequence[NormalisedRow]) -> pa.Table:
         columns["service_tier"].append(row.service_tier)
         columns["reported_cost_nanos"].append(row.reported_cost_nanos)
         columns["identity"].append(identity_text(row.identity))
+        columns["prompt"].append(row.prompt)
     return pa.Table.from_pydict(columns, schema=NORMALISED)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -43,6 +44,7 @@ class Pipeline:
         self.organisation = self.source.organisation
         self.adapter = get_adapter(run.format)
         self.billing = self.adapter.basis == Basis.BILLING
+        self.observes_prompts = django_apps.is_installed("apps.overuse")
         self.time_zone = ZoneInfo(self.organisation.time_zone)
         self.resolver = Resolver(self.organisation)
         self.pricer = Pricer()
@@ -84,6 +86,7 @@ class Pipeline:
         with transaction.atomic():
             facts = self._facts(table)
             result = store_facts(facts) if facts.num_rows else StoreResult(0, 0, 0)
+            self._observe_prompts(table)
             if errors:
                 RejectedRow.objects.bulk_create(
                     RejectedRow(
@@ -107,6 +110,26 @@ class Pipeline:
                 touched_days=sorted(day.isoformat() for day in self.touched_days),
                 heartbeat_at=timezone.now(),
             )
+
+    def _observe_prompts(self, table: pa.Table) -> None:
+        """Hand the batch's prompts to the overuse classifier, in the batch's transaction."""
+        if not self.observes_prompts:
+            return
+        with_prompt = table.filter(pc.is_valid(table["prompt"]))
+        if not with_prompt.num_rows:
+            return
+        from apps.overuse.services import PromptItem, observe_prompts
+
+        items = [
+            PromptItem(ts=ts, record_key=key, text=text)
+            for ts, key, text in zip(
+                with_prompt["ts"].to_pylist(),
+                with_prompt["record_key"].to_pylist(),
+                with_prompt["prompt"].to_pylist(),
+                strict=True,
+            )
+        ]
+        observe_prompts(organisation_id=self.organisation.pk, source_id=self.source.pk, items=items)
 
     def _facts(self, table: pa.Table) -> pa.Table:
         """Normalised rows -> fact rows (FACT_COLUMNS): dimensions, day, attribution and cost, by column.

@@ -34,7 +34,7 @@ def variant(rng: random.Random, number: int) -> bytes | dict:
     roll = rng.random()
     if roll < 0.55:
         return record  # the common shape
-    choice = rng.randrange(24)
+    choice = rng.randrange(25)
     if choice == 0:
         record["startTime"] = rng.choice(TIMESTAMPS)
     elif choice == 1:
@@ -90,6 +90,20 @@ def variant(rng: random.Random, number: int) -> bytes | dict:
         record["completion_tokens"] = rng.choice([None, 0, 7])
     elif choice == 21:
         record["extra_field"] = {"nested": [1, 2, {"deep": True}]}
+    elif choice == 23:
+        record["messages"] = rng.choice(
+            [
+                [{"role": "user", "content": "how's it going?"}],
+                [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "Übersetze: guten Morgen"},
+                ],
+                [{"role": "user", "content": [{"type": "text", "text": "part one"}, {"type": "image"}]}],
+                [{"role": "assistant", "content": "no user here"}],
+                {},
+                '[{"role": "user", "content": "a JSON string"}]',
+            ]
+        )
     elif choice == 22:
         record["spend"] = rng.choice([0.0000000015, 0.0000000025, 123.4567890125])  # half-nano boundaries
     return record

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any, ClassVar
 
+import orjson
+
 from apps.usage.models import Grain
 
 MAX_TOKENS = 2**63 - 1
@@ -38,6 +40,8 @@ class NormalisedRow:
     service_tier: str | None = None
     reported_cost_nanos: int | None = None
     identity: dict[str, str] = field(default_factory=dict)
+    # The request's last user message, where the source carries prompts; never stored with the fact.
+    prompt: str | None = None
 
 
 @dataclass(slots=True)
@@ -190,6 +194,37 @@ def require_text(value: object, field: str) -> str:
     if result is None:
         raise RowInvalid(field, "is missing")
     return result
+
+
+PROMPT_CHARS = 4_000  # enough to classify a request; longer prompts are cut here, before anything keeps them
+
+
+def last_user_message(messages: object) -> str | None:
+    """The text of the last user message of an OpenAI/Anthropic-style message list (string or parts).
+
+    A list serialised as a JSON string (a CSV dump's cell) is read too.
+    """
+    if isinstance(messages, str) and messages.lstrip().startswith("["):
+        try:
+            messages = orjson.loads(messages)
+        except orjson.JSONDecodeError:
+            return None
+    if not isinstance(messages, list):
+        return None
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            content = " ".join(
+                part.get("text", "")
+                for part in content
+                if isinstance(part, dict) and part.get("type") == "text"
+            )
+        if isinstance(content, str) and content.strip():
+            return content[:PROMPT_CHARS]
+        return None
+    return None
 
 
 GRAIN_BY_WIDTH = {"1m": Grain.MINUTE, "1h": Grain.HOUR, "1d": Grain.DAY}

@@ -160,6 +160,7 @@ class _PieceReader:
             yield from self.read(b"\n".join(lines[:middle]) + b"\n", first_line)
             yield from self.read(b"\n".join(lines[middle:]) + b"\n", first_line + middle)
             return
+        fast = _with_prompts(fast, lines, first_line)
         slow_rows, errors = self._rows(lines, first_line, by_row)
         if slow_rows:
             # In line order, so that "the first copy of a request stands" means the same as row by row.
@@ -294,10 +295,33 @@ def _normalise(table: pa.Table, first_line: int, derived: dict[tuple, Any]) -> t
             "service_tier": pa.nulls(kept, _TEXT),
             "reported_cost_nanos": pa.array(reported[keep], pa.int64(), mask=~reported_known[keep]),
             "identity": pa.array(identities or [""], _TEXT).take(identity_index.take(take)),
+            "prompt": pa.nulls(kept, _TEXT),
         },
         schema=NORMALISED,
     )
     return fast, np.nonzero(slow)[0].tolist()
+
+
+def _with_prompts(table: pa.Table, lines: list[bytes], first_line: int) -> pa.Table:
+    """Fill the prompt column from the lines that carry messages (LiteLLM stores them only when told).
+
+    Message lists vary in shape (string or multi-part content), so they are read by orjson, and only
+    on the lines that have them; the schema leaves them out.
+    """
+    prompts: dict[int, str] = {}
+    for index, line in enumerate(lines):
+        if b'"messages"' in line and b'"messages":{}' not in line and b'"messages": {}' not in line:
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # the row logic reports it
+            prompt = base.last_user_message(record.get("messages")) if isinstance(record, dict) else None
+            if prompt:
+                prompts[first_line + index] = prompt
+    if not prompts:
+        return table
+    column = pa.array([prompts.get(line) for line in table["line"].to_pylist()], _TEXT)
+    return table.set_column(table.schema.get_field_index("prompt"), "prompt", column)
 
 
 def _text(values: Any) -> pa.Array:

@@ -167,6 +167,7 @@ def _row(record: Any, line: int) -> NormalisedRow:
         failed=status == "failure",
         reported_cost_nanos=base.usd_to_nanos(record.get("spend"), "spend"),
         identity=identity(record, metadata),
+        prompt=base.last_user_message(record.get("messages")),
     )
     if cache_hit:
         # LiteLLM's own cache answered: the provider was not called, so there are no billable tokens.
