@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "apps.ingestion",
     "apps.usage",
     "apps.dashboards",
+    "apps.overuse",
     "apps.budgets",
 ]
 

@@ -10,5 +10,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("sources/reconciliation/", include("apps.usage.urls")),
     path("sources/", include("apps.ingestion.page_urls")),
+    path("savings/", include("apps.overuse.urls")),
     path("", include("apps.dashboards.urls")),
 ]
