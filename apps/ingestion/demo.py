@@ -38,6 +38,7 @@ from apps.catalog.pricing import Pricer, TokenCounts
 from apps.ingestion.models import IngestionRun
 from apps.ingestion.services import ingest_files, source_get_or_create
 from apps.org.models import Identity, IdentityKind, Organisation, Person, Task, Team
+from apps.overuse.demo import demo_prompt
 from apps.usage.models import NANOS_PER_USD, UsageFact
 
 DEMO_SEED = 20261120
@@ -623,6 +624,8 @@ def _pick(rng: random.Random, weights: dict[Any, float]) -> Any:
 
 def _gateway_day(plan: DemoPlan, day: dt.date, scale: float, pricer: Pricer) -> Iterator[dict]:
     rng = random.Random(f"{plan.seed}:gateway:{day.isoformat()}:{scale}")
+    # Prompt wording comes from a stream of its own, so the amounts do not depend on the wording.
+    wording = random.Random(f"{plan.seed}:prompts:{day.isoformat()}:{scale}")
     volume = day_volume(day)
     weekend = day.weekday() >= 5
     requests: list[tuple[dt.datetime, dict]] = []
@@ -631,7 +634,7 @@ def _gateway_day(plan: DemoPlan, day: dt.date, scale: float, pricer: Pricer) -> 
         team = teams[person.team]
         for _ in range(_count(rng, person.rate * volume * scale)):
             at = _request_time(rng, day, team, weekend)
-            requests.append((at, _person_request(rng, person, team, at, pricer)))
+            requests.append((at, _person_request(rng, wording, person, team, at, pricer)))
     automation = SERVICE_REQUESTS_PER_DAY * math.exp(GROWTH_PER_DAY * (day - GROWTH_ANCHOR).days) * scale
     for _ in range(_count(rng, automation)):
         at = dt.datetime.combine(day, dt.time(), tzinfo=_LONDON) + dt.timedelta(seconds=rng.randrange(86_400))
@@ -658,7 +661,12 @@ def _lognormal(rng: random.Random, median: float, sigma: float, low: int, high: 
 
 
 def _person_request(
-    rng: random.Random, person: PersonSpec, team: TeamSpec, at: dt.datetime, pricer: Pricer
+    rng: random.Random,
+    wording: random.Random,
+    person: PersonSpec,
+    team: TeamSpec,
+    at: dt.datetime,
+    pricer: Pricer,
 ) -> dict:
     profile = TOKEN_MAXER_PROFILE if person.token_maxer else PROFILES[team.profile]
     smalltalk = rng.random() < (0.35 if person.chatty else 0.01)
@@ -676,6 +684,9 @@ def _person_request(
         prompt = _lognormal(rng, profile.prompt_median, sigma, 200, model.max_prompt)
         output = _lognormal(rng, profile.output_median, 0.7, 15, 16_000)
         text = _prompt_text(rng, task, person.token_maxer)
+        if not person.token_maxer:
+            # Mostly work, with the trivial and personal questions real gateways see.
+            text = demo_prompt(wording, team.profile, task)
     if team.slug == "support-tier-2" and task == "support-triage":
         task = "ticket-triage"
     if rng.random() < 0.08 and not smalltalk:

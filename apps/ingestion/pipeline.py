@@ -25,8 +25,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.catalog.models import AIModel, PriceRef, Provider
-from apps.catalog.normalise import model_name, provider_display_name, provider_slug
-from apps.catalog.pricing import PriceMatch, Pricer, TokenCounts, vector_cost
+from apps.catalog.normalise import NameResolver, provider_display_name
+from apps.catalog.prices import OrganisationPrices, vector_segment_cost
+from apps.catalog.pricing import PriceMatch, Pricer, vector_cost
+from apps.catalog.services import override_set_get_or_create
 from apps.ingestion.adapters import NormalisedRow, RowError, get_adapter
 from apps.ingestion.adapters.base import Basis
 from apps.ingestion.frames import concat, rows_to_table
@@ -45,6 +47,7 @@ class Pipeline:
         self.adapter = get_adapter(run.format)
         self.billing = self.adapter.basis == Basis.BILLING
         self.observes_prompts = django_apps.is_installed("apps.overuse")
+        self.prompt_free = self.observes_prompts and _stores_no_prompts(self.organisation.pk)
         self.time_zone = ZoneInfo(self.organisation.time_zone)
         self.resolver = Resolver(self.organisation)
         self.pricer = Pricer()
@@ -95,7 +98,7 @@ class Pipeline:
                         line=error.line,
                         field=error.field,
                         reason=error.reason,
-                        raw=error.raw,
+                        raw=self._storable_raw(error.raw),
                     )
                     for error in errors
                 )
@@ -110,6 +113,24 @@ class Pipeline:
                 touched_days=sorted(day.isoformat() for day in self.touched_days),
                 heartbeat_at=timezone.now(),
             )
+
+    def _storable_raw(self, raw: str) -> str:
+        """A rejected line as kept for fixing: without its prompt text when the organisation stores none."""
+        marks = [f'"{name}"' for name in _PROMPT_FIELDS if f'"{name}"' in raw]
+        if not self.prompt_free or not marks:
+            return raw
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            for name in _PROMPT_FIELDS:
+                if name in record:
+                    record[name] = "[removed: this organisation stores no prompt text]"
+            return orjson.dumps(record).decode()
+        # Unreadable: keep what comes before the first prompt field, which is enough to see the line.
+        cut = min(raw.find(mark) for mark in marks)
+        return raw[:cut] + "[rest removed: this organisation stores no prompt text]"
 
     def _observe_prompts(self, table: pa.Table) -> None:
         """Hand the batch's prompts to the overuse classifier, in the batch's transaction."""
@@ -160,7 +181,7 @@ class Pipeline:
         def attributed(name: str) -> pa.Array:
             return pa.array([getattr(a, name) for a in attributions], pa.int64()).take(identity_index)
 
-        cost, price_ref = self._costs(table, dimensions, dimension_index)
+        cost, list_cost, price_ref, override_set = self._costs(table, dimensions, dimension_index)
         constant = pa.scalar  # organisation, source and run are the same for every row of a batch
         return pa.table(
             {
@@ -184,17 +205,24 @@ class Pipeline:
                 "cost_nanos": cost,
                 "reported_cost_nanos": table["reported_cost_nanos"],
                 "price_ref_id": price_ref,
+                "list_cost_nanos": list_cost,
+                "override_set_id": override_set,
             }
         )
 
     def _costs(
         self, table: pa.Table, dimensions: list[tuple[str, str, int, int]], dimension_index: pa.Array
-    ) -> tuple[pa.Array, pa.Array]:
-        """Computed cost (nano-dollars, NULL when unpriced) and the price reference of every row."""
+    ) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+        """Net cost and list cost (nano-dollars, NULL when unpriced), price reference and overrides of every row.
+
+        The net cost (apps.catalog.prices: the organisation's overrides on the price data's price) is the
+        fact's cost_nanos; the list cost is the price data's own. Without an override they are equal.
+        """
         reported = table["reported_cost_nanos"]
         if self.billing:
             # An invoice line is the cost: pricing its tokens again would only disagree with the bill.
-            return reported, pa.nulls(table.num_rows, pa.int64())
+            nulls = pa.nulls(table.num_rows, pa.int64())
+            return reported, reported, nulls, nulls
         periods = np.asarray(
             [self.pricer.period_seconds(provider, model) or 1 for provider, model, _, _ in dimensions],
             dtype=np.int64,
@@ -214,35 +242,69 @@ class Pipeline:
         tokens = [table[column].to_numpy(zero_copy_only=False) for column in TOKEN_COLUMNS]
         failed = table["failed"].to_numpy(zero_copy_only=False)
         cost = np.zeros(table.num_rows, dtype=np.int64)
+        list_cost = np.zeros(table.num_rows, dtype=np.int64)
         priced = np.zeros(table.num_rows, dtype=bool)
+        overridden = np.zeros(table.num_rows, dtype=bool)
         price_ref = np.zeros(table.num_rows, dtype=np.int64)
+        override_set = np.zeros(table.num_rows, dtype=np.int64)
+        prices = self._organisation_prices()
         for group, (index, slot_number, is_batch, tier) in enumerate(distinct.tolist()):
             provider, model, _, _ = dimensions[index]
-            lookup = self.pricer.lookup(
+            price = prices.group_price(
                 provider=provider,
                 model=model,
                 at=dt.datetime.fromtimestamp(slot_number * int(periods[index]), tz=dt.UTC),
                 batch=bool(is_batch),
                 service_tier=tiers[tier] or None,
             )
-            if lookup is None:
+            if not price.priced:
                 continue
             rows = order[bounds[group] : bounds[group + 1]]
             priced[rows] = True
-            price_ref[rows] = self._price_ref_id(lookup.match)
-            cost[rows], exact = vector_cost(lookup, [column[rows] for column in tokens])
+            price_ref[rows] = self._price_ref_id(price.match)
+            columns = [column[rows] for column in tokens]
+            if price.lookup is not None:
+                list_cost[rows], exact = vector_cost(price.lookup, columns)
+            else:
+                list_cost[rows], exact = vector_segment_cost(price.list_segments, columns)
             for row in rows[~exact].tolist():
                 # Tiered prices above the tier start, huge counts or sub-femto rates: exact, one by one.
-                counts = TokenCounts(*(int(column[row]) for column in tokens))
-                cost[row] = self.pricer.cost(lookup, counts)
+                list_cost[row] = price.list_cost([int(column[row]) for column in tokens])
+            if not price.overridden:
+                cost[rows] = list_cost[rows]
+                continue
+            overridden[rows] = True
+            override_set[rows] = self._override_set_id(price.override_ids)
+            if price.net_segments is None:
+                cost[rows] = list_cost[rows]
+                continue
+            cost[rows], exact = vector_segment_cost(price.net_segments, columns)
+            for row in rows[~exact].tolist():
+                cost[row] = price.net_cost([int(column[row]) for column in tokens])
         # A failed request is not spend unless the source says it was charged (TESTPLAN A10).
         failed_cost = pc.fill_null(reported, 0).to_numpy(zero_copy_only=False)
         cost = np.where(failed, failed_cost, cost)
+        list_cost = np.where(failed, failed_cost, list_cost)
         has_cost = priced | failed
         return (
             pa.array(cost, pa.int64(), mask=~has_cost),
+            pa.array(list_cost, pa.int64(), mask=~has_cost),
             pa.array(price_ref, pa.int64(), mask=~(priced & ~failed)),
+            pa.array(override_set, pa.int64(), mask=~(overridden & ~failed)),
         )
+
+    def _organisation_prices(self) -> OrganisationPrices:
+        """The organisation's overrides, loaded once per run (a run prices with the terms it started with)."""
+        prices = getattr(self, "_prices", None)
+        if prices is None:
+            prices = self._prices = OrganisationPrices(self.organisation.pk, self.pricer)
+        return prices
+
+    def _override_set_id(self, override_ids: tuple[int, ...]) -> int:
+        cache = self.__dict__.setdefault("_override_sets", {})
+        if override_ids not in cache:
+            cache[override_ids] = override_set_get_or_create(override_ids)
+        return cache[override_ids]
 
     def _dimensions_of(self, key: str) -> tuple[str, str, int, int]:
         provider, model = key.split("\x1f", 1)
@@ -252,8 +314,11 @@ class Pipeline:
         return dimensions
 
     def _dimension_ids(self, raw_provider: str, raw_model: str) -> tuple[str, str, int, int]:
-        provider = provider_slug(raw_provider, raw_model)
-        model = model_name(raw_model)
+        names = getattr(self, "_names", None)
+        if names is None:
+            # The built-in rules, then the organisation's own mappings (loaded once per run).
+            names = self._names = NameResolver(self.organisation.pk)
+        provider, model = names.resolve(raw_provider, raw_model)
         return provider, model, self._provider_id(provider), self._model_id(provider, model)
 
     def _provider_id(self, slug: str) -> int:
@@ -281,6 +346,17 @@ class Pipeline:
             )
             self._price_refs[match] = ref.pk
         return self._price_refs[match]
+
+
+# Fields of gateway logs that carry prompt or response text.
+_PROMPT_FIELDS = ("messages", "response", "proxy_server_request")
+
+
+def _stores_no_prompts(organisation_id: int) -> bool:
+    from apps.overuse.models import PromptStorage
+    from apps.overuse.services import policy_for
+
+    return policy_for(organisation_id).prompt_storage == PromptStorage.NONE
 
 
 def _encode(values: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, list]:
