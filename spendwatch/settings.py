@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "apps.org",
     "apps.accounts",
+    "apps.audit",
     "apps.catalog",
     "apps.ingestion",
     "apps.usage",

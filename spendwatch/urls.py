@@ -11,5 +11,7 @@ urlpatterns = [
     path("sources/reconciliation/", include("apps.usage.urls")),
     path("sources/", include("apps.ingestion.page_urls")),
     path("savings/", include("apps.overuse.urls")),
+    path("attribution/", include("apps.org.urls")),
+    path("audit/", include("apps.audit.urls")),
     path("", include("apps.dashboards.urls")),
 ]

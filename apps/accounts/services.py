@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from apps.accounts.models import KeyScope, MachineKey, Membership, Role
+from apps.audit.services import audit_record
 from apps.org.models import Organisation, Person, Team
 
 
@@ -23,6 +24,7 @@ def membership_create(
     role: Role | str,
     person: Person | None = None,
     managed_teams: Iterable[Team] = (),
+    actor=None,
 ) -> Membership:
     """Create or update the login `email` (username = email) with `password`, and its membership.
 
@@ -46,11 +48,33 @@ def membership_create(
         EmailAddress.objects.update_or_create(
             user=user, email=email, defaults={"verified": True, "primary": True}
         )
+        existing = Membership.objects.filter(user=user).first()
+        before = _membership_snapshot(existing) if existing else None
         membership, _ = Membership.objects.update_or_create(
             user=user, defaults={"organisation": organisation, "role": role, "person": person}
         )
         membership.managed_teams.set(managed_teams)
+        after = _membership_snapshot(membership)
+        if after != before:
+            audit_record(
+                organisation=organisation,
+                actor=actor,
+                action="membership.updated" if existing else "membership.created",
+                target=membership,
+                before=before,
+                after=after,
+            )
     return membership
+
+
+def _membership_snapshot(membership: Membership) -> dict:
+    return {
+        "login": membership.user.email,
+        "organisation": membership.organisation_id,
+        "role": membership.role,
+        "person": membership.person_id,
+        "managed_teams": sorted(membership.managed_teams.values_list("pk", flat=True)),
+    }
 
 
 def machine_key_create(

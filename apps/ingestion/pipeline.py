@@ -49,7 +49,7 @@ class Pipeline:
         self.observes_prompts = django_apps.is_installed("apps.overuse")
         self.prompt_free = self.observes_prompts and _stores_no_prompts(self.organisation.pk)
         self.time_zone = ZoneInfo(self.organisation.time_zone)
-        self.resolver = Resolver(self.organisation)
+        self.resolver = Resolver(self.organisation, source_id=self.source.pk)
         self.pricer = Pricer()
         self.batch_rows = settings.SPENDWATCH_INGEST_BATCH_ROWS
         self.touched_days: set[dt.date] = {dt.date.fromisoformat(day) for day in run.touched_days}

@@ -1,5 +1,8 @@
-"""Who spends: organisations, the team tree, people, tasks (use cases) and the identities that map to them."""
+"""Who spends: organisations, the team tree, people, tasks (use cases), the identities and rules that map
+raw usage fields to them, HR imports, and the record of each re-attribution run."""
 
+from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 
 
@@ -7,6 +10,9 @@ class Organisation(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(unique=True)
     time_zone = models.CharField(max_length=64, default="UTC")
+    # Raised with every change of identities, rules or people: a running ingestion sees it and reloads
+    # what it attributes with (apps.org.attribution.Resolver).
+    attribution_version = models.PositiveBigIntegerField(default=0)
 
     def __str__(self) -> str:
         return self.name
@@ -35,7 +41,13 @@ class Person(models.Model):
     email = models.EmailField()
     name = models.CharField(max_length=200)
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
+    # Deactivated, never deleted: their past usage stays theirs.
     is_active = models.BooleanField(default=True)
+    manager = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reports"
+    )
+    cost_centre = models.CharField(max_length=100, blank=True, default="")
+    annual_loaded_cost = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -65,11 +77,35 @@ class Task(models.Model):
 
 
 class IdentityKind(models.TextChoices):
-    API_KEY = "api_key", "API key (id, hash or alias)"
-    PROJECT = "project", "Project / workspace"
+    """The raw identity kinds the adapters produce (the keys of NormalisedRow.identity).
+
+    Tag-based sources (Bedrock request metadata, Azure and GCP resource tags, Gemini labels) pass any tag
+    key through as a kind of its own, so an Identity or Rule may name a kind not listed here.
+    """
+
     USER = "user", "Provider or gateway user"
+    EMAIL = "email", "Email address (Claude Code, SSO session)"
+    END_USER = "end_user", "End user of an application"
+    API_KEY = "api_key", "API key (id or hash)"
+    API_KEY_ALIAS = "api_key_alias", "API key name or alias"
+    SERVICE_ACCOUNT = "service_account", "Service account"
+    ARN = "arn", "AWS IAM ARN"
     GATEWAY_TEAM = "gateway_team", "Gateway team"
+    GATEWAY_TEAM_ALIAS = "gateway_team_alias", "Gateway team alias"
+    TEAM = "team", "Team tag"
+    PROJECT = "project", "Project / app"
+    WORKSPACE = "workspace", "Workspace"
+    DEPLOYMENT = "deployment", "Deployment"
+    RESOURCE = "resource", "Cloud resource"
+    RESOURCE_GROUP = "resource_group", "Resource group"
+    SUBSCRIPTION = "subscription", "Subscription"
+    ACCOUNT = "account", "Cloud account"
     TAG = "tag", "Tag or metadata task"
+
+
+identity_kind_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9_.:-]*$", "lower-case letters, digits and _ . : - (e.g. api_key, cost_center)"
+)
 
 
 class Identity(models.Model):
@@ -79,7 +115,7 @@ class Identity(models.Model):
     """
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="identities")
-    kind = models.CharField(max_length=20, choices=IdentityKind.choices)
+    kind = models.CharField(max_length=64, validators=[identity_kind_validator])  # see IdentityKind
     value = models.CharField(max_length=300)
     person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.CASCADE)
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE)
@@ -111,3 +147,107 @@ class RawIdentity(models.Model):
 
     def __str__(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.fields.items()))
+
+
+class Rule(models.Model):
+    """An ordered pattern rule: when a raw field matches `pattern`, the row goes to team/person/task.
+
+    Rules fill what exact Identity rows left open, in `order` (then creation order); the first matching
+    rule that names a team gives the team, and likewise for person and task.
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="rules")
+    order = models.PositiveIntegerField(default=100)
+    source = models.ForeignKey(
+        "ingestion.DataSource", null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
+    )
+    field = models.CharField(max_length=64, validators=[identity_kind_validator])  # an identity kind
+    pattern = models.CharField(max_length=500)  # a Python regular expression, searched in the value
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.RESTRICT, related_name="+")
+    person = models.ForeignKey(Person, null=True, blank=True, on_delete=models.RESTRICT, related_name="+")
+    task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.RESTRICT, related_name="+")
+    note = models.CharField(max_length=300, blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["order", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(team__isnull=False)
+                | models.Q(person__isnull=False)
+                | models.Q(task__isnull=False),
+                name="rule_has_a_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.order} {self.field} ~ /{self.pattern}/"
+
+
+class AttributionRunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class AttributionRun(models.Model):
+    """One re-attribution of an organisation's usage: who asked, why, and what moved from whom to whom.
+
+    `moves`: [{"from": owner, "to": owner, "rows": n, "nanos": n}] with owner = {"team", "person",
+    "task"} labels; `owner_totals`: [{"dimension", "id", "label", "before_rows", "after_rows",
+    "before_nanos", "after_nanos"}] for each team, person and task whose total changed.
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="attribution_runs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by_label = models.CharField(max_length=254)
+    reason = models.CharField(max_length=300)
+    status = models.CharField(
+        max_length=10, choices=AttributionRunStatus.choices, default=AttributionRunStatus.QUEUED
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    raw_identities = models.BigIntegerField(default=0)  # distinct raw identities re-resolved
+    rows_moved = models.BigIntegerField(default=0)
+    nanos_moved = models.BigIntegerField(default=0)  # priced cost of the rows moved
+    total_rows = models.BigIntegerField(null=True, blank=True)  # the organisation's, before = after
+    total_nanos = models.BigIntegerField(null=True, blank=True)
+    days_refreshed = models.IntegerField(default=0)
+    moves = models.JSONField(default=list)
+    owner_totals = models.JSONField(default=list)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"attribution run #{self.pk} ({self.status})"
+
+
+class PeopleImport(models.Model):
+    """An uploaded HR file, kept so that its preview and its application read the same content."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="people_imports")
+    file_name = models.CharField(max_length=255)
+    content = models.TextField()
+    full_list = models.BooleanField(default=True)  # people missing from a full list are deactivated
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    uploaded_by_label = models.CharField(max_length=254)
+    created_at = models.DateTimeField(auto_now_add=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    summary = models.JSONField(null=True, blank=True)  # counts of what applying changed
+    attribution_run = models.ForeignKey(
+        AttributionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.file_name
