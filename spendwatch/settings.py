@@ -208,6 +208,8 @@ SPENDWATCH_PULL_LEASE_SECONDS = env_int("SPENDWATCH_PULL_LEASE_SECONDS", 900)  #
 SPENDWATCH_BUDGET_CHECK_FAIL_OPEN = env_bool("SPENDWATCH_BUDGET_CHECK_FAIL_OPEN", True)
 # How long each web process keeps gateway keys and the person/team/task directory in memory.
 SPENDWATCH_BUDGET_CHECK_CACHE_SECONDS = env_int("SPENDWATCH_BUDGET_CHECK_CACHE_SECONDS", 60)
+# How often each web process asks whether the budget states changed (an ingestion shows within this).
+SPENDWATCH_BUDGET_CHECK_POLL_MS = env_int("SPENDWATCH_BUDGET_CHECK_POLL_MS", 250)
 # Alert delivery: SMTP and webhook timeout, and how many runs retry a failing channel.
 SPENDWATCH_BUDGET_NOTIFY_TIMEOUT_SECONDS = env_int("SPENDWATCH_BUDGET_NOTIFY_TIMEOUT_SECONDS", 10)
 SPENDWATCH_BUDGET_ALERT_MAX_ATTEMPTS = env_int("SPENDWATCH_BUDGET_ALERT_MAX_ATTEMPTS", 5)
