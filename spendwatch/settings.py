@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "apps.dashboards",
     "apps.overuse",
     "apps.budgets",
+    "apps.metrics",
 ]
 
 MIDDLEWARE = [

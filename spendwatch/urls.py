@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/v1/", include("apps.ingestion.urls")),
     path("api/v1/budgets/", include("apps.budgets.api_urls")),
     path("api/v1/spend/", include("apps.usage.api_urls")),
+    path("api/v1/metrics/", include("apps.metrics.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("sources/reconciliation/", include("apps.usage.urls")),
@@ -16,5 +17,6 @@ urlpatterns = [
     path("savings/", include("apps.overuse.urls")),
     path("attribution/", include("apps.org.urls")),
     path("audit/", include("apps.audit.urls")),
+    path("metrics/", include("apps.metrics.urls")),
     path("", include("apps.dashboards.urls")),
 ]

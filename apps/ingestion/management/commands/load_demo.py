@@ -7,6 +7,7 @@ import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.budgets.demo import seed_demo_limits
+from apps.metrics.demo import seed_demo_metrics
 from apps.ingestion.demo import DEMO_DAYS, demo_totals, load_demo
 from apps.ingestion.models import RunStatus
 
@@ -40,6 +41,7 @@ class Command(BaseCommand):
         for run in result.runs:
             self.stdout.write(f"{run.source.name}: " + orjson.dumps(run.summary()).decode())
         self.stdout.write(seed_demo_limits(result.organisation).summary())
+        self.stdout.write(seed_demo_metrics(result.organisation).summary())
         totals = demo_totals(result.organisation)
         self.stdout.write(
             f"Totals: {totals.rows} fact rows, {totals.requests} requests, "
