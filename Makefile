@@ -5,7 +5,7 @@
 #   make lint      ruff check + ruff format --check
 #   make test      install, lint, the suite on SQLite, then again on a throwaway PostgreSQL + Redis
 #   make run       the app on http://127.0.0.1:8000 (web + celery worker + beat; Ctrl-C stops all)
-#   make bench     bench/run.py against a throwaway crash-safe PostgreSQL
+#   make bench     bench/run.py, api.py, steady.py on throwaway crash-safe PostgreSQL (BENCH=api: one)
 #   make clean     remove test artifacts, caches and leftover throwaway servers (keeps .venv, var/ data)
 
 SHELL := /bin/bash
@@ -23,6 +23,10 @@ PYTEST_TIMEOUT ?= 600
 PYTEST_ARGS ?=
 PYTEST := $(BIN)/pytest --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
 BENCH_ARGS ?=
+BENCH_API_ARGS ?=
+BENCH_STEADY_ARGS ?=
+# The benchmarks `make bench` runs, in this order (bench/README.md): ingest = bench/run.py.
+BENCH ?= ingest api steady
 
 .PHONY: help install lint test test-sqlite test-pg run bench clean
 
@@ -58,8 +62,19 @@ test-pg: install
 run: install
 	scripts/run.sh
 
+# Each benchmark gets a throwaway server of its own; the first one that fails a check stops the rest.
 bench: install
-	scripts/with_services.sh --pg-durable -- $(BIN)/python bench/run.py $(BENCH_ARGS)
+	for name in $(BENCH); do \
+		case "$$name" in \
+		ingest) script=bench/run.py; args="$(BENCH_ARGS)" ;; \
+		api) script=bench/api.py; args="$(BENCH_API_ARGS)" ;; \
+		steady) script=bench/steady.py; args="$(BENCH_STEADY_ARGS)" ;; \
+		*) echo "unknown benchmark '$$name' in BENCH (ingest, api, steady)" >&2; exit 2 ;; \
+		esac; \
+		scripts/with_services.sh --pg-durable -- $(BIN)/python "$$script" $$args; \
+	done
+	scripts/with_services.sh --pg-durable -- $(BIN)/python bench/check_api.py
+	scripts/with_services.sh --pg-durable -- $(BIN)/python bench/reprice.py
 
 clean:
 	@# Servers left by an interrupted run (kill -9, a closed terminal) are stopped before their state goes.

@@ -180,9 +180,15 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 SPENDWATCH_INGEST_BATCH_ROWS = env_int("SPENDWATCH_INGEST_BATCH_ROWS", 20_000)
 SPENDWATCH_MAX_LINE_BYTES = env_int("SPENDWATCH_MAX_LINE_BYTES", 1_000_000)
 SPENDWATCH_UPLOAD_DIR = VAR_DIR / "uploads"
+# Kept raw payloads (pushed bodies, uploads, pulled pages) are deleted this many days after their run
+# was created, by a daily task (apps/ingestion/retention.py); 0 keeps them forever.
+SPENDWATCH_PAYLOAD_RETENTION_DAYS = env_int("SPENDWATCH_PAYLOAD_RETENTION_DAYS", 90)
 # A running run whose heartbeat (one per committed batch) is older than this is taken to be orphaned.
 SPENDWATCH_RUN_STALE_SECONDS = env_int("SPENDWATCH_RUN_STALE_SECONDS", 600)
 SPENDWATCH_RUN_MAX_ATTEMPTS = env_int("SPENDWATCH_RUN_MAX_ATTEMPTS", 5)
+# A run interrupted by a transient error (database or broker unreachable) is retried after this, doubling
+# each time (capped at 10 minutes), up to SPENDWATCH_RUN_MAX_ATTEMPTS executions in all.
+SPENDWATCH_RUN_RETRY_BACKOFF_MS = env_int("SPENDWATCH_RUN_RETRY_BACKOFF_MS", 5000)
 # Largest body the ingest API takes (after gzip inflation too); larger ones get 413 before being read.
 SPENDWATCH_INGEST_MAX_BYTES = env_int("SPENDWATCH_INGEST_MAX_BYTES", 10 * 1024 * 1024)
 

@@ -10,8 +10,10 @@ import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import kombu.exceptions
+import psycopg
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
@@ -72,15 +74,61 @@ def _heartbeat_stale_before() -> dt.datetime:
     return timezone.now() - dt.timedelta(seconds=settings.SPENDWATCH_RUN_STALE_SECONDS)
 
 
-def run_process(*, run_id: int) -> IngestionRun:
+# Errors that say "not now" rather than "never": the database or the broker could not be reached or went
+# away mid-transaction (a restart, a failover, a dropped connection). psycopg's own classes are listed
+# because the COPY path talks to the driver directly, outside Django's error wrapping. Anything else (a
+# bug, a file an adapter cannot read) fails the same way every time, so retrying it only delays the error.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    kombu.exceptions.OperationalError,
+    ConnectionError,
+    TimeoutError,
+)
+_RETRY_BACKOFF_CAP_SECONDS = 600.0
+
+
+class RunInterrupted(Exception):
+    """A transient error stopped a run. Its committed batches stand and it resumes after the last one.
+
+    `attempt` is the run's attempt counter at the interruption: handing it back to run_process
+    (`resume_attempt`) lets the retry take the run over again before its heartbeat goes stale.
+    """
+
+    def __init__(self, run_id: int, attempt: int, error: BaseException) -> None:
+        super().__init__(f"run {run_id}, attempt {attempt}: {type(error).__name__}: {error}")
+        self.run_id = run_id
+        self.attempt = attempt
+
+
+def run_retry_delay(retries: int) -> float:
+    """Seconds before retry number `retries + 1` of an interrupted run: doubling, capped at 10 minutes."""
+    base = settings.SPENDWATCH_RUN_RETRY_BACKOFF_MS / 1000
+    return min(base * 2**retries, _RETRY_BACKOFF_CAP_SECONDS)
+
+
+def run_process(
+    *, run_id: int, retry_transient: bool = False, resume_attempt: int | None = None
+) -> IngestionRun:
     """Process a run; safe to call again at any time (a redelivered task, the sweeper).
 
     A pending run, or a running one whose heartbeat went stale (its worker died), is claimed with one
     conditional update; it then resumes after its last committed batch. A run that is alive elsewhere,
     completed or failed is left alone.
+
+    Errors: a deterministic one (anything not in TRANSIENT_ERRORS) fails the run at once with the error's
+    text, which the run page shows. A transient one does too, unless `retry_transient` (the Celery task):
+    then, while the run has attempts left (SPENDWATCH_RUN_MAX_ATTEMPTS), it stays running and resumable
+    and RunInterrupted is raised for the caller to retry with backoff; its last attempt fails the run.
     """
     stale = _heartbeat_stale_before()
     claimable = Q(status=RunStatus.PENDING) | Q(status=RunStatus.RUNNING, heartbeat_at__lt=stale)
+    if resume_attempt is not None:
+        # The retry of an interrupted attempt: if the counter is unchanged nobody took the run over since,
+        # so it is still ours although its heartbeat is fresh.
+        claimable |= Q(status=RunStatus.RUNNING, attempts=resume_attempt)
     claimed = IngestionRun.objects.filter(claimable, pk=run_id).update(
         status=RunStatus.RUNNING,
         started_at=Coalesce(F("started_at"), Now()),
@@ -92,18 +140,38 @@ def run_process(*, run_id: int) -> IngestionRun:
         return run
     if run.attempts > settings.SPENDWATCH_RUN_MAX_ATTEMPTS:
         return _run_fail(run, f"gave up after {run.attempts - 1} attempts")
-    pipeline = Pipeline(run)
     try:
+        pipeline = Pipeline(run)
         for index, path in enumerate(run.files):
             name = run.file_names[index] if index < len(run.file_names) else None
             pipeline.ingest_path(Path(path), index, display_name=name)
         pipeline.finish()
+        IngestionRun.objects.filter(pk=run_id).update(status=RunStatus.COMPLETED, finished_at=timezone.now())
     except Exception as error:
+        transient = retry_transient and isinstance(error, TRANSIENT_ERRORS)
+        if transient and run.attempts < settings.SPENDWATCH_RUN_MAX_ATTEMPTS:
+            logger.warning(
+                "ingestion run %s: attempt %s interrupted by %s: %s; it resumes on a retry",
+                run_id, run.attempts, type(error).__name__, error,
+            )  # fmt: skip
+            _run_touch(run_id)
+            raise RunInterrupted(run_id, run.attempts, error) from error
         logger.exception("ingestion run %s failed", run_id)
-        return _run_fail(run, f"{type(error).__name__}: {error}")
-    IngestionRun.objects.filter(pk=run_id).update(status=RunStatus.COMPLETED, finished_at=timezone.now())
+        gave_up = f"gave up after {run.attempts} attempts: " if transient else ""
+        return _run_fail(run, f"{gave_up}{type(error).__name__}: {error}")
     run.refresh_from_db()
     return run
+
+
+def _run_touch(run_id: int) -> None:
+    """Refresh an interrupted run's heartbeat, so the sweeper leaves it to the task's own retry.
+
+    Best effort: the database may be what is down, and then the last batch's heartbeat stands.
+    """
+    try:
+        IngestionRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=Now())
+    except (DatabaseError, *TRANSIENT_ERRORS):
+        pass
 
 
 def _run_fail(run: IngestionRun, error: str) -> IngestionRun:

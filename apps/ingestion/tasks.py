@@ -1,13 +1,41 @@
 """Celery entry points: thin and idempotent; they take ids and call services."""
 
+import logging
+
 from celery import shared_task
+from django.conf import settings
 
 from apps.ingestion import services
 
+logger = logging.getLogger(__name__)
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def process_run(run_id: int) -> dict:
-    return services.run_process(run_id=run_id).summary()
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def process_run(self, run_id: int, resume_attempt: int | None = None) -> dict:
+    """Process a run. A transient error (database or broker unreachable) is retried with doubling backoff,
+    SPENDWATCH_RUN_MAX_ATTEMPTS executions in all; any other error has already failed the run (TESTPLAN B5).
+    """
+    try:
+        run = services.run_process(run_id=run_id, retry_transient=True, resume_attempt=resume_attempt)
+        return run.summary()
+    except services.RunInterrupted as interrupted:
+        resume_attempt, error = interrupted.attempt, interrupted
+    except services.TRANSIENT_ERRORS as unreachable:
+        error = unreachable  # the claim itself failed: the run was not touched
+    retries = self.request.retries
+    max_retries = settings.SPENDWATCH_RUN_MAX_ATTEMPTS - 1
+    if retries >= max_retries:
+        # Stop here rather than loop: the run is still recorded as unfinished, and the sweeper resumes it
+        # from the database once its heartbeat goes stale.
+        logger.error("ingestion run %s: no retry left after %s: %s", run_id, type(error).__name__, error)
+        raise error
+    raise self.retry(
+        args=(),
+        kwargs={"run_id": run_id, "resume_attempt": resume_attempt},
+        countdown=services.run_retry_delay(retries),
+        max_retries=max_retries,
+        exc=error,
+    )
 
 
 @shared_task
@@ -36,3 +64,11 @@ def enqueue_due_pulls() -> list[int]:
     for source_id in source_ids:
         pull_source.delay(source_id)
     return source_ids
+
+
+@shared_task
+def sweep_kept_payloads() -> dict:
+    """Daily (beat): compress finished runs' kept payloads, delete those past their retention period."""
+    from apps.ingestion import retention
+
+    return retention.payloads_sweep().as_dict()
