@@ -240,9 +240,11 @@ class Resolver:
             key = tuple(sorted(fields.items()))
             if key not in self._cache:
                 new[key] = fields
-        keys = list(new)
-        for start in range(0, len(keys), 500):
-            chunk = {identity_digest(new[key]): key for key in keys[start : start + 500]}
+        # All of a batch's inserts in digest order, across chunks too: two loads storing overlapping
+        # combinations then take their locks in the same order and queue instead of deadlocking.
+        by_digest = sorted((identity_digest(fields), key) for key, fields in new.items())
+        for start in range(0, len(by_digest), 500):
+            chunk = dict(by_digest[start : start + 500])
             known = dict(
                 RawIdentity.objects.filter(organisation=self.organisation, digest__in=chunk).values_list(
                     "digest", "pk"
