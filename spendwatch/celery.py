@@ -18,5 +18,6 @@ app.conf.beat_schedule = {
     "refresh-budgets": {"task": "apps.budgets.tasks.refresh_all_budgets", "schedule": 300.0},
     "enqueue-due-pulls": {"task": "apps.ingestion.tasks.enqueue_due_pulls", "schedule": 60.0},
     "sweep-kept-payloads": {"task": "apps.ingestion.tasks.sweep_kept_payloads", "schedule": 86_400.0},
+    "send-due-digests": {"task": "apps.digests.tasks.send_due_digests", "schedule": 3600.0},
 }
 app.autodiscover_tasks()

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "apps.overuse",
     "apps.budgets",
     "apps.metrics",
+    "apps.digests",
 ]
 
 MIDDLEWARE = [
@@ -220,6 +221,21 @@ SPENDWATCH_BUDGET_CHECK_POLL_MS = env_int("SPENDWATCH_BUDGET_CHECK_POLL_MS", 250
 # Alert delivery: SMTP and webhook timeout, and how many runs retry a failing channel.
 SPENDWATCH_BUDGET_NOTIFY_TIMEOUT_SECONDS = env_int("SPENDWATCH_BUDGET_NOTIFY_TIMEOUT_SECONDS", 10)
 SPENDWATCH_BUDGET_ALERT_MAX_ATTEMPTS = env_int("SPENDWATCH_BUDGET_ALERT_MAX_ATTEMPTS", 5)
+
+# --- Weekly digests (apps/digests; README "Weekly digests") ---------------------------------------
+# Absolute links in emails point here (the address people open SpendWatch at).
+SPENDWATCH_BASE_URL = env_str("SPENDWATCH_BASE_URL", "http://127.0.0.1:8000")
+# A figure about fewer people than this (a team's spend, non-work use, people over a limit) is hidden.
+SPENDWATCH_DIGEST_MIN_GROUP_SIZE = env_int("SPENDWATCH_DIGEST_MIN_GROUP_SIZE", 3)
+# Hours after the scheduled moment (default Monday 08:00, organisation time) a digest may still go out.
+SPENDWATCH_DIGEST_SEND_WINDOW_HOURS = env_int("SPENDWATCH_DIGEST_SEND_WINDOW_HOURS", 24)
+SPENDWATCH_DIGEST_MAX_ATTEMPTS = env_int("SPENDWATCH_DIGEST_MAX_ATTEMPTS", 5)  # per recipient and week
+# A run that died while building a digest leaves a claim that another run may take over after this.
+SPENDWATCH_DIGEST_CLAIM_SECONDS = env_int("SPENDWATCH_DIGEST_CLAIM_SECONDS", 900)
+SPENDWATCH_DIGEST_SMTP_TIMEOUT_SECONDS = env_int("SPENDWATCH_DIGEST_SMTP_TIMEOUT_SECONDS", 30)
+# Charts are drawn by this browser (kaleido); empty: digests without images. Nothing is downloaded.
+SPENDWATCH_CHROMIUM_PATH = env_str("SPENDWATCH_CHROMIUM_PATH", "/usr/bin/chromium")
+SPENDWATCH_DIGEST_DRY_RUN_DIR = Path(env_str("SPENDWATCH_DIGEST_DRY_RUN_DIR", str(VAR_DIR / "digests")))
 
 # --- Security (check --deploy passes with DEBUG=0, SPENDWATCH_HTTPS=1 and a real SECRET_KEY) -------
 SPENDWATCH_HTTPS = env_bool("SPENDWATCH_HTTPS", False)
