@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "apps.ingestion",
     "apps.usage",
     "apps.dashboards",
+    "apps.exports",
     "apps.overuse",
     "apps.budgets",
     "apps.metrics",

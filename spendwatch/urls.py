@@ -17,6 +17,8 @@ urlpatterns = [
     path("savings/", include("apps.overuse.urls")),
     path("attribution/", include("apps.org.urls")),
     path("audit/", include("apps.audit.urls")),
+    path("prices/", include("apps.catalog.urls")),
+    path("exports/", include("apps.exports.urls")),
     path("digests/", include("apps.digests.urls")),
     path("metrics/", include("apps.metrics.urls")),
     path("", include("apps.dashboards.urls")),

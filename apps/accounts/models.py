@@ -30,6 +30,7 @@ class Membership(models.Model):
 class KeyScope(models.TextChoices):
     INGEST = "ingest", "Push usage (ingest API)"
     GATEWAY = "gateway", "Budget checks (gateway)"
+    READ = "read", "Read spend (reporting API)"
 
 
 class MachineKey(models.Model):

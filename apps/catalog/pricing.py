@@ -139,14 +139,19 @@ class Pricer:
         """(price provider id, model info, seconds a looked-up price holds) or None when unknown."""
         key = (provider, model)
         if key not in self._models:
-            try:
-                found_provider, info = self._snapshot.find_provider_model(
-                    model, None, provider if provider != "unknown" else None, None
-                )
+            from apps.catalog.normalise import lookup_names
+
+            self._models[key] = None
+            for name in lookup_names(provider, model):
+                try:
+                    found_provider, info = self._snapshot.find_provider_model(
+                        name, None, provider if provider != "unknown" else None, None
+                    )
+                except LookupError:
+                    continue
                 period = _TIME_OF_DAY_SLOT_SECONDS if _has_time_of_day_prices(info) else _DAY_SECONDS
                 self._models[key] = (found_provider.id, info, period)
-            except LookupError:
-                self._models[key] = None
+                break
         return self._models[key]
 
     def lookup(
@@ -265,3 +270,14 @@ def vector_cost(lookup: PriceLookup, tokens: Sequence[np.ndarray]) -> tuple[np.n
     half = FEMTOS_PER_NANO // 2
     quotient += (remainder > half) | ((remainder == half) & (quotient % 2 == 1))
     return quotient, exact
+
+
+_SHARED: Pricer | None = None
+
+
+def shared_pricer() -> Pricer:
+    """A process-wide Pricer for model-name questions (which names the price data knows), not for costs."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = Pricer()
+    return _SHARED

@@ -11,7 +11,7 @@ commit). Dimension rows (teams, people, models, ...) are deactivated, not delete
 
 from django.db import models
 
-from apps.catalog.models import AIModel, PriceRef, Provider
+from apps.catalog.models import AIModel, OverrideSet, PriceRef, Provider
 from apps.ingestion.models import DataSource
 from apps.org.models import Organisation, Person, RawIdentity, Task, Team
 
@@ -92,13 +92,32 @@ class UsageFact(TokenColumns):
         db_index=False,
         related_name="+",
     )
+    # cost_nanos is the net cost (after the organisation's overrides): what every total counts. The list
+    # cost is the price data's own, kept beside it; billed rows have list = net = billed.
+    list_cost_nanos = models.BigIntegerField(null=True)
+    override_set = models.ForeignKey(
+        OverrideSet,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
 
     class Meta:
         constraints = [
             # Time first: loads append near the end of the index instead of touching random pages.
             models.UniqueConstraint(fields=["source", "ts", "record_key"], name="usage_fact_natural_key"),
         ]
-        indexes = [models.Index(fields=["organisation", "day"], name="usage_fact_org_day")]
+        indexes = [
+            models.Index(fields=["organisation", "day"], name="usage_fact_org_day"),
+            # The unpriced-models queue reads only the (few) rows without a price.
+            models.Index(
+                fields=["organisation", "model"],
+                name="usage_fact_unpriced",
+                condition=models.Q(cost_nanos__isnull=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.record_key} @ {self.ts:%Y-%m-%d %H:%M}"
@@ -132,6 +151,13 @@ class DailyRollup(TokenColumns):
     requests = models.BigIntegerField(null=True)
     cost_nanos = models.BigIntegerField()  # sum over priced rows only
     reported_cost_nanos = models.BigIntegerField(null=True)
+    # The buckets of cost_nanos: billed (invoice lines) + estimated (a source's own figure, not an invoice)
+    # + computed (our prices; the rest). Unpriced rows count nothing; what their sources reported for
+    # them is kept apart, never added to a total.
+    list_cost_nanos = models.BigIntegerField(default=0, db_default=0)
+    billed_cost_nanos = models.BigIntegerField(default=0, db_default=0)
+    estimated_cost_nanos = models.BigIntegerField(default=0, db_default=0)
+    unpriced_reported_nanos = models.BigIntegerField(default=0, db_default=0)
     # The part of a provider-day's billed total no split row explains (apps.usage.reconcile): cost only.
     adjustment = models.BooleanField(default=False, db_default=False)
 

@@ -41,6 +41,24 @@ class SpendGroup:
     cache_write_tokens: int
     output_tokens: int
     reasoning_tokens: int
+    # The buckets of cost_nanos (see Buckets); defaults keep older callers working.
+    list_cost_nanos: int = 0
+    billed_nanos: int = 0
+    estimated_nanos: int = 0
+    unpriced_reported_nanos: int = 0
+    attributed_nanos: int = 0
+
+    @property
+    def buckets(self) -> Buckets:
+        return Buckets(
+            cost_nanos=self.cost_nanos,
+            list_cost_nanos=self.list_cost_nanos,
+            billed_nanos=self.billed_nanos,
+            estimated_nanos=self.estimated_nanos,
+            unpriced_rows=self.unpriced_rows,
+            unpriced_reported_nanos=self.unpriced_reported_nanos,
+            attributed_nanos=self.attributed_nanos,
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -53,7 +71,92 @@ class SpendGroup:
             "cache_write_tokens": self.cache_write_tokens,
             "output_tokens": self.output_tokens,
             "reasoning_tokens": self.reasoning_tokens,
+            **self.buckets.as_dict(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """Where a total's dollars come from, and who owns them. Every counted dollar is in exactly one of
+    billed / computed / estimated, and in exactly one of attributed / unattributed.
+
+    - billed: invoice lines (and the part of a bill per-request logs do not explain);
+    - computed: tokens priced by SpendWatch (net of the organisation's overrides);
+    - estimated: a cost taken from a source's own figure that is not an invoice (e.g. a gateway's charge
+      for a failed request), where no price priced the row;
+    - unpriced: rows no price knows - counted as nothing; what their sources reported for them is shown
+      beside (`unpriced_reported`), never added to a total.
+    `list` is the same total at list prices (before the organisation's discounts and custom prices).
+    """
+
+    cost_nanos: int = 0
+    list_cost_nanos: int = 0
+    billed_nanos: int = 0
+    estimated_nanos: int = 0
+    unpriced_rows: int = 0
+    unpriced_reported_nanos: int = 0
+    attributed_nanos: int = 0
+
+    @property
+    def computed_nanos(self) -> int:
+        return self.cost_nanos - self.billed_nanos - self.estimated_nanos
+
+    @property
+    def unattributed_nanos(self) -> int:
+        return self.cost_nanos - self.attributed_nanos
+
+    def __add__(self, other: Buckets) -> Buckets:
+        return Buckets(*(getattr(self, name) + getattr(other, name) for name in BUCKET_FIELDS))
+
+    def as_dict(self) -> dict:
+        """The bucket fields of the spend JSON, the API and the exports (exact decimal strings)."""
+        return {
+            "list_cost_usd": usd_text(self.list_cost_nanos),
+            "billed_usd": usd_text(self.billed_nanos),
+            "computed_usd": usd_text(self.computed_nanos),
+            "estimated_usd": usd_text(self.estimated_nanos),
+            "unpriced_reported_usd": usd_text(self.unpriced_reported_nanos),
+            "attributed_usd": usd_text(self.attributed_nanos),
+            "unattributed_usd": usd_text(self.unattributed_nanos),
+        }
+
+
+BUCKET_FIELDS = (
+    "cost_nanos",
+    "list_cost_nanos",
+    "billed_nanos",
+    "estimated_nanos",
+    "unpriced_rows",
+    "unpriced_reported_nanos",
+    "attributed_nanos",
+)
+# The spend table's columns (CLI CSV, CSV downloads): the contract's keys, then the buckets.
+SPEND_FIELDS = (
+    "key",
+    "cost_usd",
+    "unpriced_rows",
+    "requests",
+    "input_uncached_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "list_cost_usd",
+    "billed_usd",
+    "computed_usd",
+    "estimated_usd",
+    "unpriced_reported_usd",
+    "attributed_usd",
+    "unattributed_usd",
+)
+
+
+def total_buckets(groups: list[SpendGroup]) -> Buckets:
+    """The buckets of a whole table (the sum of its groups: no extra query)."""
+    total = Buckets()
+    for group in groups:
+        total = total + group.buckets
+    return total
 
 
 def _labels(group_by: str, ids: set[int]) -> dict[int, tuple[str, str]]:
@@ -117,6 +220,11 @@ def spend(
             unpriced=Sum("unpriced_rows"),
             request_count=Sum("requests"),
             **{f"sum_{field}": Sum(field) for field in TOKEN_FIELDS},
+            list_cost=Sum("list_cost_nanos"),
+            billed=Sum("billed_cost_nanos"),
+            estimated=Sum("estimated_cost_nanos"),
+            unpriced_reported=Sum("unpriced_reported_nanos"),
+            attributed=Sum("cost_nanos", filter=Q(team_id__isnull=False)),
         )
         .order_by()
     )
@@ -139,6 +247,11 @@ def spend(
                 + (row["sum_cache_write_1h_tokens"] or 0),
                 output_tokens=row["sum_output_tokens"] or 0,
                 reasoning_tokens=row["sum_reasoning_tokens"] or 0,
+                list_cost_nanos=row["list_cost"] or 0,
+                billed_nanos=row["billed"] or 0,
+                estimated_nanos=row["estimated"] or 0,
+                unpriced_reported_nanos=row["unpriced_reported"] or 0,
+                attributed_nanos=row["attributed"] or 0,
             )
         )
     groups.sort(key=lambda group: (-group.cost_nanos, group.key is None, group.key or ""))

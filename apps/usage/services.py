@@ -18,12 +18,17 @@ from django.db import connection, transaction
 
 from apps.usage.columns import FACT_COLUMNS, TOKEN_COLUMNS
 from apps.usage.models import Grain
-from apps.usage.reconcile import PLACEHOLDER_MODEL, ensure_placeholder_models, layer_sql, source_layers
+from apps.usage.reconcile import PLACEHOLDER_MODEL, Layer, ensure_placeholder_models, layer_sql, source_layers
 from apps.usage.signals import rollups_refreshed
 
+# The columns store_facts writes: the pipeline's fact columns, then the price columns it adds (list cost
+# beside the net cost_nanos, and the overrides that set the net price). Kept apart from FACT_COLUMNS, the
+# layout the ingestion benchmark's reference COPY writes.
+PRICE_COLUMNS = ("list_cost_nanos", "override_set_id")
+STORED_COLUMNS = (*FACT_COLUMNS, *PRICE_COLUMNS)
 _KEY = ("source_id", "ts", "record_key")
 # What makes a re-sent bucket "changed" (run_id is bookkeeping, not content).
-_CONTENT = tuple(column for column in FACT_COLUMNS if column not in _KEY and column != "run_id")
+_CONTENT = tuple(column for column in STORED_COLUMNS if column not in _KEY and column != "run_id")
 _VOLUME = (
     "input_uncached_tokens",
     "cache_read_tokens",
@@ -47,7 +52,7 @@ class StoreResult:
 def store_facts(rows: Sequence[tuple] | pa.Table) -> StoreResult:
     """Upsert fact rows on the natural key (source, ts, record_key).
 
-    Rows are tuples in FACT_COLUMNS order, or an Arrow table of those columns: on PostgreSQL a table
+    Rows are tuples in STORED_COLUMNS order, or an Arrow table of those columns: on PostgreSQL a table
     without repeated keys is staged by one CSV COPY that Arrow writes, with no loop over rows.
 
     A request-grain row that exists already is a duplicate and is left alone; a bucket row replaces
@@ -91,15 +96,15 @@ def _repeats_a_key(table: pa.Table) -> bool:
 
 
 def _table_rows(table: pa.Table) -> list[tuple]:
-    columns = [table[column].to_pylist() for column in FACT_COLUMNS]
+    columns = [table[column].to_pylist() for column in STORED_COLUMNS]
     return list(zip(*columns, strict=True))
 
 
 def _store_table_postgresql(table: pa.Table) -> StoreResult:
     """A batch without repeated keys goes to the stage as one CSV COPY written by Arrow (no row loop)."""
     buffer = io.BytesIO()
-    pa_csv.write_csv(table.select(list(FACT_COLUMNS)), buffer, pa_csv.WriteOptions(include_header=False))
-    columns = ", ".join(FACT_COLUMNS)
+    pa_csv.write_csv(table.select(list(STORED_COLUMNS)), buffer, pa_csv.WriteOptions(include_header=False))
+    columns = ", ".join(STORED_COLUMNS)
     with connection.cursor() as cursor:
         _create_stage_postgresql(cursor)
         with cursor.cursor.copy(f"COPY {STAGE} ({columns}) FROM STDIN (FORMAT csv)") as copy:  # noqa: S608
@@ -113,12 +118,12 @@ def _store_table_postgresql(table: pa.Table) -> StoreResult:
 def _create_stage_postgresql(cursor) -> None:
     cursor.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ON COMMIT DELETE ROWS "  # noqa: S608 - constants
-        f"AS SELECT {', '.join(FACT_COLUMNS)} FROM usage_usagefact WITH NO DATA"
+        f"AS SELECT {', '.join(STORED_COLUMNS)} FROM usage_usagefact WITH NO DATA"
     )
 
 
 def _stage_postgresql(cursor, rows: Iterable[tuple]) -> None:
-    columns = ", ".join(FACT_COLUMNS)
+    columns = ", ".join(STORED_COLUMNS)
     _create_stage_postgresql(cursor)
     with cursor.cursor.copy(f"COPY {STAGE} ({columns}) FROM STDIN") as copy:  # noqa: S608
         for row in rows:
@@ -127,9 +132,9 @@ def _stage_postgresql(cursor, rows: Iterable[tuple]) -> None:
 
 def _stage_sqlite(cursor, rows: Iterable[tuple]) -> None:
     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} AS SELECT * FROM usage_usagefact WHERE 0")  # noqa: S608
-    placeholders = ", ".join(["%s"] * len(FACT_COLUMNS))
+    placeholders = ", ".join(["%s"] * len(STORED_COLUMNS))
     cursor.executemany(
-        f"INSERT INTO {STAGE} ({', '.join(FACT_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
+        f"INSERT INTO {STAGE} ({', '.join(STORED_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
         [_sqlite_row(row) for row in rows],
     )
 
@@ -178,7 +183,7 @@ def _replace_changed_buckets(cursor) -> int:
 
 
 def _insert_new(cursor) -> int:
-    columns = ", ".join(FACT_COLUMNS)
+    columns = ", ".join(STORED_COLUMNS)
     cursor.execute(
         # Key order: concurrent loads of overlapping rows then wait for each other instead of deadlocking.
         f"INSERT INTO usage_usagefact ({columns}) SELECT {columns} FROM {STAGE} WHERE true "  # noqa: S608
@@ -190,6 +195,7 @@ def _insert_new(cursor) -> int:
 _SUMS = TOKEN_COLUMNS
 ROLLUP_STAGE = "usage_rollup_stage"
 _DIMS = ("team_id", "person_id", "task_id", "provider_id", "model_id")
+_BUCKETS = ("list_cost_nanos", "billed_cost_nanos", "estimated_cost_nanos")
 _MEASURES = (
     "fact_rows",
     "unpriced_rows",
@@ -198,6 +204,8 @@ _MEASURES = (
     *_SUMS,
     "cost_nanos",
     "reported_cost_nanos",
+    *_BUCKETS,
+    "unpriced_reported_nanos",
 )
 
 
@@ -264,13 +272,24 @@ def _stage_layer_sums(
         f"INSERT INTO {ROLLUP_STAGE} (day, layer, {', '.join(_DIMS)}, {', '.join(_MEASURES)}) "  # noqa: S608
         f"SELECT f.day, f.layer, {dims}, COUNT(*), SUM(CASE WHEN f.cost_nanos IS NULL THEN 1 ELSE 0 END), "
         f"SUM(CASE WHEN f.failed THEN 1 ELSE 0 END), SUM(f.requests), {sums}, "
-        f"COALESCE(SUM(f.cost_nanos), 0), SUM(f.reported_cost_nanos) "
+        f"COALESCE(SUM(f.cost_nanos), 0), SUM(f.reported_cost_nanos), {_BUCKET_SUMS} "
         f"FROM (SELECT usage_usagefact.*, {layer} AS layer FROM usage_usagefact "
         f"WHERE organisation_id = %s AND day IN ({marks})) f "
         f"GROUP BY f.day, f.layer, {dims}",
         [*layer_params, organisation_id, *days],
     )
 
+
+# The cost buckets (DailyRollup): billed = invoice lines; estimated = a cost that is a source's own figure
+# and not an invoice (no price priced it); computed = the rest. Unpriced rows add what their sources
+# reported for them to a separate, never-counted sum.
+_BUCKET_SUMS = (
+    "COALESCE(SUM(f.list_cost_nanos), 0), "
+    f"SUM(CASE WHEN f.layer = {int(Layer.BILLING)} THEN COALESCE(f.cost_nanos, 0) ELSE 0 END), "
+    f"SUM(CASE WHEN f.layer <> {int(Layer.BILLING)} AND f.price_ref_id IS NULL "
+    "THEN COALESCE(f.cost_nanos, 0) ELSE 0 END), "
+    "SUM(CASE WHEN f.cost_nanos IS NULL THEN COALESCE(f.reported_cost_nanos, 0) ELSE 0 END)"
+)
 
 _NULL_ID = "CAST(NULL AS BIGINT)"  # typed, so that neither database has to guess
 _UNITS = (
@@ -293,7 +312,10 @@ def _insert_split_rows(cursor, organisation_id: int) -> int:
 
 
 def _insert_adjustments(cursor, organisation_id: int) -> int:
-    """One unattributed row per provider-day whose money layer's total differs from its split layer's."""
+    """One unattributed row per provider-day whose money layer's total differs from its split layer's.
+
+    Its buckets are the money layer's minus the split layer's, like its cost, so they still add up to it.
+    """
     cursor.execute(
         f"SELECT DISTINCT provider_id FROM {ROLLUP_STAGE} "  # noqa: S608 - constant table name
         f"GROUP BY day, provider_id HAVING MIN(layer) <> MAX(layer)"
@@ -307,10 +329,17 @@ def _insert_adjustments(cursor, organisation_id: int) -> int:
         f"INSERT INTO usage_dailyrollup (organisation_id, day, {', '.join(_DIMS)}, "  # noqa: S608
         f"{', '.join(_MEASURES)}, adjustment) "
         f"SELECT %s, t.day, {_NULL_ID}, {_NULL_ID}, {_NULL_ID}, t.provider_id, m.id, 0, 0, 0, {_NULL_ID}, "
-        f"{tokens}, t.money_cost - t.split_cost, {_NULL_ID}, %s "
+        f"{tokens}, t.money_cost - t.split_cost, {_NULL_ID}, "
+        f"{', '.join(f't.money_{b} - t.split_{b}' for b in _BUCKETS)}, 0, %s "
         f"FROM (SELECT s.day, s.provider_id, "
         f"SUM(CASE WHEN s.layer = u.money_layer THEN s.cost_nanos ELSE 0 END) AS money_cost, "
-        f"SUM(CASE WHEN s.layer = u.split_layer THEN s.cost_nanos ELSE 0 END) AS split_cost "
+        f"SUM(CASE WHEN s.layer = u.split_layer THEN s.cost_nanos ELSE 0 END) AS split_cost, "
+        + "".join(
+            f"SUM(CASE WHEN s.layer = u.money_layer THEN s.{b} ELSE 0 END) AS money_{b}, "
+            f"SUM(CASE WHEN s.layer = u.split_layer THEN s.{b} ELSE 0 END) AS split_{b}, "
+            for b in _BUCKETS
+        )
+        + "0 AS unused "
         f"FROM {ROLLUP_STAGE} s JOIN ({_UNITS}) u ON u.day = s.day AND u.provider_id = s.provider_id "
         f"WHERE u.split_layer <> u.money_layer GROUP BY s.day, s.provider_id) t "
         f"JOIN catalog_aimodel m ON m.provider_id = t.provider_id AND m.name = %s "

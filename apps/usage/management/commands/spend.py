@@ -6,14 +6,17 @@ import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.accounts.scoping import organisation_viewer
+from apps.ingestion.csvsafe import safe_cell
 from apps.ingestion.services import default_organisation
 from apps.org.models import Organisation
-from apps.usage.selectors import GROUPS, spend
+from apps.usage.selectors import GROUPS, SPEND_FIELDS, spend
 
 
 class Command(BaseCommand):
     help = (
-        "Spend totals per group between two organisation-local dates (inclusive): what the dashboards show."
+        "Spend totals per group between two organisation-local dates (inclusive): what the dashboards show. "
+        "Each group also splits its cost into billed / computed / estimated and attributed / unattributed, "
+        "with its list cost and what sources reported for its unpriced rows."
     )
     # System checks load the URLconf and with it the dashboards (pandas, Plotly): not needed here.
     requires_system_checks: list[str] = []
@@ -45,17 +48,7 @@ class Command(BaseCommand):
         if options["format"] == "json":
             self.stdout.write(orjson.dumps(groups).decode())
             return
-        fields = [
-            "key",
-            "cost_usd",
-            "unpriced_rows",
-            "requests",
-            "input_uncached_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "output_tokens",
-            "reasoning_tokens",
-        ]
-        writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+        writer = csv.DictWriter(sys.stdout, fieldnames=SPEND_FIELDS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(groups)
+        # Keys are names from source files and the HR import: a spreadsheet must not run them (TESTPLAN I1).
+        writer.writerows({**group, "key": safe_cell(group["key"])} for group in groups)
