@@ -57,6 +57,7 @@ class Pipeline:
         self._providers: dict[str, int] = {}
         self._models: dict[tuple[str, str], int] = {}
         self._price_refs: dict[PriceMatch, int] = {}
+        self._catalog_loaded = False
 
     def ingest_path(self, path: Path, file_index: int = 0, display_name: str | None = None) -> None:
         """Ingest one file of the run; after a crash, resume after the last committed line."""
@@ -321,7 +322,28 @@ class Pipeline:
         provider, model = names.resolve(raw_provider, raw_model)
         return provider, model, self._provider_id(provider), self._model_id(provider, model)
 
+    def _load_catalog(self) -> None:
+        """Every known provider, model and price reference in three queries, once per run.
+
+        Small tables whose rows never change: a run of one API batch then needs no query per model.
+        """
+        if self._catalog_loaded:
+            return
+        self._catalog_loaded = True
+        self._providers.update(Provider.objects.values_list("slug", "pk"))
+        self._models.update(
+            ((slug, name), pk)
+            for slug, name, pk in AIModel.objects.values_list("provider__slug", "name", "pk")
+        )
+        self._price_refs.update(
+            (PriceMatch(source, provider_ref, model_ref, context), pk)
+            for source, provider_ref, model_ref, context, pk in PriceRef.objects.values_list(
+                "source", "provider_ref", "model_ref", "context", "pk"
+            )
+        )
+
     def _provider_id(self, slug: str) -> int:
+        self._load_catalog()
         if slug not in self._providers:
             provider, _ = Provider.objects.get_or_create(
                 slug=slug, defaults={"name": provider_display_name(slug)}
@@ -330,6 +352,7 @@ class Pipeline:
         return self._providers[slug]
 
     def _model_id(self, provider: str, name: str) -> int:
+        self._load_catalog()
         key = (provider, name)
         if key not in self._models:
             model, _ = AIModel.objects.get_or_create(provider_id=self._provider_id(provider), name=name)
@@ -337,6 +360,7 @@ class Pipeline:
         return self._models[key]
 
     def _price_ref_id(self, match: PriceMatch) -> int:
+        self._load_catalog()
         if match not in self._price_refs:
             ref, _ = PriceRef.objects.get_or_create(
                 source=match.source,
