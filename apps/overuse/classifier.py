@@ -21,12 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_union
-from threadpoolctl import threadpool_limits
 
 TRIVIAL = "trivial"
 NON_WORK = "non_work"
@@ -129,7 +126,7 @@ def model_version(examples: Iterable[Example], params: dict = PARAMS) -> str:
 
 
 class PromptClassifier:
-    def __init__(self, pipeline: Pipeline, version: str, params: dict) -> None:
+    def __init__(self, pipeline: Any, version: str, params: dict) -> None:  # a fitted sklearn Pipeline
         self.pipeline = pipeline
         self.version = version
         self.params = params
@@ -155,6 +152,13 @@ class PromptClassifier:
 
 def fit(examples: Iterable[Example], params: dict = PARAMS) -> PromptClassifier:
     """Fit a classifier; identical data and parameters give an identical model."""
+    # scikit-learn is imported here, not with the module: every process (web, worker, commands) loads
+    # this app, and only the ones that classify should pay its start-up time and memory.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_union
+    from threadpoolctl import threadpool_limits
+
     ordered = sorted(set(examples), key=lambda e: (e.label, e.text))
     if {example.label for example in ordered} != set(LABELS):
         raise LabelledDataError("training data must contain every label: " + ", ".join(LABELS))
