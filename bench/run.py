@@ -769,7 +769,9 @@ def create_reference_table(conn: psycopg.Connection) -> None:
 
 def truncate_all(conn: psycopg.Connection) -> None:
     conn.execute(
-        sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(sql.SQL(", ").join(map(sql.Identifier, TRUNCATE)))
+        sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+            sql.SQL(", ").join(map(sql.Identifier, TRUNCATE))
+        )
     )
 
 

@@ -197,19 +197,25 @@ SPENDWATCH_INGEST_MAX_BYTES = env_int("SPENDWATCH_INGEST_MAX_BYTES", 10 * 1024 *
 # --- Scheduled pulls from provider admin APIs (apps/ingestion/pulls.py; README "Scheduled pulls") ---
 # Fernet keys for stored provider credentials, comma-separated (or a file via _FILE): the first encrypts,
 # all decrypt, so rotation is "new key first, re-encrypt, drop the old one". Never derived from SECRET_KEY.
-SPENDWATCH_CREDENTIAL_KEYS = [k.strip() for k in env_secret("SPENDWATCH_CREDENTIAL_KEYS", "").split(",") if k.strip()]
+SPENDWATCH_CREDENTIAL_KEYS = [
+    k.strip() for k in env_secret("SPENDWATCH_CREDENTIAL_KEYS", "").split(",") if k.strip()
+]
 # Requests per second per provider key, across all workers; the margin absorbs send-time jitter.
 SPENDWATCH_PULL_REQUESTS_PER_SECOND = float(env_str("SPENDWATCH_PULL_REQUESTS_PER_SECOND", "2"))
 SPENDWATCH_PULL_RATE_MARGIN_MS = env_int("SPENDWATCH_PULL_RATE_MARGIN_MS", 100)
 SPENDWATCH_PULL_MAX_ATTEMPTS = env_int("SPENDWATCH_PULL_MAX_ATTEMPTS", 8)  # per page, on 429/5xx/network
 SPENDWATCH_PULL_BACKOFF_BASE_MS = env_int("SPENDWATCH_PULL_BACKOFF_BASE_MS", 1000)
 SPENDWATCH_PULL_BACKOFF_CAP_MS = env_int("SPENDWATCH_PULL_BACKOFF_CAP_MS", 60_000)
-SPENDWATCH_PULL_MAX_WAIT_SECONDS = env_int("SPENDWATCH_PULL_MAX_WAIT_SECONDS", 300)  # longest Retry-After obeyed
+SPENDWATCH_PULL_MAX_WAIT_SECONDS = env_int(
+    "SPENDWATCH_PULL_MAX_WAIT_SECONDS", 300
+)  # longest Retry-After obeyed
 SPENDWATCH_PULL_TIMEOUT_SECONDS = env_int("SPENDWATCH_PULL_TIMEOUT_SECONDS", 60)
 SPENDWATCH_PULL_MAX_PAGES = env_int("SPENDWATCH_PULL_MAX_PAGES", 500)  # per window: a safety cap on paging
 # A bucket counts as complete (the cursor may pass it) once it ended this long ago: late data is re-read.
 SPENDWATCH_PULL_SETTLE_HOURS = env_int("SPENDWATCH_PULL_SETTLE_HOURS", 24)
-SPENDWATCH_PULL_LEASE_SECONDS = env_int("SPENDWATCH_PULL_LEASE_SECONDS", 900)  # a dead worker's pull lock expires
+SPENDWATCH_PULL_LEASE_SECONDS = env_int(
+    "SPENDWATCH_PULL_LEASE_SECONDS", 900
+)  # a dead worker's pull lock expires
 
 # --- Budgets --------------------------------------------------------------------------------------
 # What the gateway check API answers when it cannot read the budget state (database unreachable):

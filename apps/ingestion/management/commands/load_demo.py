@@ -7,9 +7,9 @@ import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.budgets.demo import seed_demo_limits
-from apps.metrics.demo import seed_demo_metrics
 from apps.ingestion.demo import DEMO_DAYS, demo_totals, load_demo
 from apps.ingestion.models import RunStatus
+from apps.metrics.demo import seed_demo_metrics
 
 
 class Command(BaseCommand):
