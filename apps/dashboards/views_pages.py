@@ -80,7 +80,24 @@ def _team(viewer, organisation, filters, slug: str):
     page = pages.TeamPage(
         viewer, filters, organisation, team, subtree_team_ids(viewer.organisation_id, {team.pk})
     )
-    return page, "dashboards/team.html", {"team": team, "budgets": page.budgets}
+    return (
+        page,
+        "dashboards/team.html",
+        {"team": team, "budgets": page.budgets, "team_roi": _team_roi(viewer, team, filters)},
+    )
+
+
+def _team_roi(viewer: Viewer, team, filters: Filters):
+    """The ROI panel's data (business outcomes against AI spend), for those who may see metrics."""
+    from apps.metrics.models import Metric
+    from apps.metrics.selectors import team_roi
+
+    if not Metric.objects.filter(organisation_id=viewer.organisation_id).exists():
+        return None  # one query for organisations that track no business metric
+    try:
+        return team_roi(viewer, team, filters.start, filters.end)
+    except Http404:
+        return None
 
 
 def _person(viewer, organisation, filters, person_id: int):

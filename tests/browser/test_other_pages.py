@@ -38,3 +38,15 @@ def test_the_page_draws_its_charts_without_console_errors(demo_with_outcomes, op
         text = page.inner_text("body").lower()
         assert "observational" in text
         assert "caused" not in text and "proves" not in text
+
+
+def test_a_team_page_carries_its_business_outcomes(demo_with_outcomes, open_as):
+    page = open_as(CIO)
+    response = page.goto("/teams/support-tier-1/")
+    assert response.status == 200
+    page.wait_for_load_state("networkidle")
+    panel = page.locator("[data-testid=roi-panel]")
+    assert panel.count() == 1
+    assert "Support tickets resolved" in panel.inner_text()
+    screenshot(page, "team-roi-panel")
+    assert page.console_errors == []
