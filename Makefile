@@ -5,7 +5,7 @@
 #   make lint      ruff check + ruff format --check
 #   make test      install, lint, the suite on SQLite, then again on a throwaway PostgreSQL + Redis
 #   make run       the app on http://127.0.0.1:8000 (web + celery worker + beat; Ctrl-C stops all)
-#   make bench     bench/run.py, api.py, steady.py on throwaway crash-safe PostgreSQL (BENCH=api: one)
+#   make bench     every benchmark under bench/, each on a throwaway PostgreSQL (BENCH="api steady": some)
 #   make clean     remove test artifacts, caches and leftover throwaway servers (keeps .venv, var/ data)
 
 SHELL := /bin/bash
@@ -25,8 +25,11 @@ PYTEST := $(BIN)/pytest --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
 BENCH_ARGS ?=
 BENCH_API_ARGS ?=
 BENCH_STEADY_ARGS ?=
+BENCH_DASHBOARDS_ARGS ?=
+BENCH_CHECK_ARGS ?=
+BENCH_REPRICE_ARGS ?=
 # The benchmarks `make bench` runs, in this order (bench/README.md): ingest = bench/run.py.
-BENCH ?= ingest api steady
+BENCH ?= ingest api steady dashboards check reprice classifier
 
 .PHONY: help install lint test test-sqlite test-pg run bench clean
 
@@ -69,12 +72,14 @@ bench: install
 		ingest) script=bench/run.py; args="$(BENCH_ARGS)" ;; \
 		api) script=bench/api.py; args="$(BENCH_API_ARGS)" ;; \
 		steady) script=bench/steady.py; args="$(BENCH_STEADY_ARGS)" ;; \
-		*) echo "unknown benchmark '$$name' in BENCH (ingest, api, steady)" >&2; exit 2 ;; \
+		dashboards) script=bench/dashboards.py; args="$(BENCH_DASHBOARDS_ARGS)" ;; \
+		check) script=bench/check_api.py; args="$(BENCH_CHECK_ARGS)" ;; \
+		reprice) script=bench/reprice.py; args="$(BENCH_REPRICE_ARGS)" ;; \
+		classifier) $(BIN)/python bench/classifier.py || exit $$?; continue ;; \
+		*) echo "unknown benchmark '$$name' in BENCH (ingest, api, steady, dashboards, check, reprice, classifier)" >&2; exit 2 ;; \
 		esac; \
-		scripts/with_services.sh --pg-durable -- $(BIN)/python "$$script" $$args; \
+		scripts/with_services.sh --pg-durable -- $(BIN)/python "$$script" $$args || exit $$?; \
 	done
-	scripts/with_services.sh --pg-durable -- $(BIN)/python bench/check_api.py
-	scripts/with_services.sh --pg-durable -- $(BIN)/python bench/reprice.py
 
 clean:
 	@# Servers left by an interrupted run (kill -9, a closed terminal) are stopped before their state goes.
