@@ -37,6 +37,14 @@ print(json.dumps(result.summary()))
 """
 
 
+def database_url() -> str:
+    """The test database, for the worker processes (SQLite file or the throwaway PostgreSQL)."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    return f"postgres://{settings['USER']}:{settings['PASSWORD']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+
+
 def most_in_any_second(arrivals: list[float]) -> int:
     arrivals = sorted(arrivals)
     return max(sum(1 for later in arrivals[i:] if later < start + 1.0) for i, start in enumerate(arrivals))
@@ -69,7 +77,7 @@ def test_d4_four_processes_with_one_key_never_exceed_its_rate(make_pull_source, 
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "spendwatch.settings",
-        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "DATABASE_URL": database_url(),
         "SPENDWATCH_VAR_DIR": str(tmp_path / "var"),
         "SPENDWATCH_CREDENTIAL_KEYS": KEY_A,
         "SPENDWATCH_PULL_REQUESTS_PER_SECOND": str(RATE),
