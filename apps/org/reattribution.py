@@ -90,7 +90,8 @@ def _fact_groups(organisation_id: int) -> list[tuple]:
             "GROUP BY raw_identity_id, source_id, team_id, person_id, task_id",
             [organisation_id],
         )
-        return cursor.fetchall()
+        # PostgreSQL sums bigints as numeric (a Decimal here): amounts stay exact integers.
+        return [(*row[:5], int(row[5]), int(row[6])) for row in cursor.fetchall()]
 
 
 def plan_reattribution(organisation_id: int, book: RuleBook) -> Plan:
@@ -195,7 +196,7 @@ def apply_plan(organisation_id: int, plan: Plan) -> list:
             "WHERE organisation_id = %s GROUP BY team_id",
             [organisation_id],
         )
-        teams_now = {team_id: [rows, nanos] for team_id, rows, nanos in cursor.fetchall()}
+        teams_now = {team_id: [int(rows), int(nanos)] for team_id, rows, nanos in cursor.fetchall()}
     teams_planned = {
         owner_id: totals
         for (dimension, owner_id), totals in plan.after.items()
