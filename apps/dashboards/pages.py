@@ -25,8 +25,8 @@ from apps.dashboards.selectors import Row, Totals, total_of
 from apps.dashboards.tables import Column, Kind, Table, TableRow
 from apps.org.models import Organisation, Person, Task, Team
 
-# A person whose spend is this many times the team's median, or above the upper fence of the box
-# (Q3 + 1.5 x IQR), is a heavy user: it names the few who dominate a team's bill.
+# A person above the upper fence of the team's box (Q3 + 1.5 x IQR) and at least this many times its
+# median is a heavy user: it names the few who dominate a team's bill, not the usual spread.
 HEAVY_MEDIAN_MULTIPLE = 5
 
 
@@ -50,11 +50,9 @@ class Card:
 
 # --- links ---------------------------------------------------------------------------------------------------
 
-# How a row of each dimension narrows the drill-down's query string.
-_DRILL_PARAM = {"team": "team", "person": "person", "task": "task", "provider": "provider", "model": "model"}
-
 
 def dimension_value(dimension: str, row: Row) -> str:
+    """How a row narrows the drill-down's query string (the parameter is named after its dimension)."""
     if row.object_id is None:
         return NONE
     if dimension == "person":
@@ -104,7 +102,7 @@ class Page:
                 return ""
             narrow: dict[str, str | None] = {}
             if dimension:
-                narrow[_DRILL_PARAM[dimension]] = dimension_value(dimension, row)
+                narrow[dimension] = dimension_value(dimension, row)
             if row.day is not None:
                 narrow.update(start=row.day.isoformat(), end=row.day.isoformat())
             return self.drill(**narrow)

@@ -317,6 +317,18 @@ def top_people(viewer: Viewer, filters: Filters, *, limit: int | None = 20) -> l
     return [_row("person", row.object_id, labels, row.totals) for row in ranked]
 
 
+def _measure_values(table: type[Model]) -> dict:
+    """The BASIC measures of each row as v_<measure> (the full daily rollup computes its counted cost)."""
+    values = {f"v_{measure}": F(measure) for measure in BASIC}
+    if table is DailyRollup:
+        values["v_counted_cost_nanos"] = Case(
+            When(requests__isnull=False, then=F("cost_nanos")),
+            default=Value(0),
+            output_field=BigIntegerField(),
+        )
+    return values
+
+
 def _ranked_people(sources: list[tuple[QuerySet, int]], limit: int | None) -> list[dict]:
     """Per-person sums of one or more querysets (each added, or subtracted with sign -1), ranked by the
     database: the rows without a person, then the `limit` largest (all when None). The SQL is the ORM's
@@ -325,16 +337,17 @@ def _ranked_people(sources: list[tuple[QuerySet, int]], limit: int | None) -> li
     """
     parts, params = [], []
     for index, (rows, sign) in enumerate(sources):
-        sql, part_params = _summed(rows, "person_id").query.sql_with_params()
-        signed = ", ".join(f"{'-' if sign < 0 else ''}s_{measure} AS s_{measure}" for measure in BASIC)
+        # The rows themselves, not per-part sums: one aggregation over all of them, sized for the people.
+        sql, part_params = rows.values("person_id", **_measure_values(rows.model)).query.sql_with_params()
+        signed = ", ".join(f"{'-' if sign < 0 else ''}v_{measure} AS v_{measure}" for measure in BASIC)
         parts.append(f"SELECT person_id, {signed} FROM ({sql}) part{index}")  # noqa: S608 - the ORM's own SQL
         params.extend(part_params)
-    sums = ", ".join(f"SUM(s_{measure}) AS s_{measure}" for measure in BASIC)
+    sums = ", ".join(f"SUM(v_{measure}) AS s_{measure}" for measure in BASIC)
     statement = (
         f"SELECT person_id, {sums} FROM ({' UNION ALL '.join(parts)}) people "  # noqa: S608 - ORM SQL + constants
         "GROUP BY person_id "
-        "HAVING SUM(s_cost_nanos) <> 0 OR SUM(s_unpriced_rows) <> 0 OR SUM(s_requests) <> 0 "
-        "ORDER BY CASE WHEN person_id IS NULL THEN 0 ELSE 1 END, SUM(s_cost_nanos) DESC, person_id"
+        "HAVING SUM(v_cost_nanos) <> 0 OR SUM(v_unpriced_rows) <> 0 OR SUM(v_requests) <> 0 "
+        "ORDER BY CASE WHEN person_id IS NULL THEN 0 ELSE 1 END, SUM(v_cost_nanos) DESC, person_id"
     )
     if limit:
         statement += " LIMIT %s"
@@ -676,11 +689,16 @@ def fact_page(viewer: Viewer, filters: Filters, *, page: int = 1) -> FactPage:
         day__gte=filters.start, day__lte=filters.end
     )
     offset = (page - 1) * PAGE_SIZE
-    found = list(
-        facts.select_related("source", "team", "person", "task", "provider", "model").order_by(
-            "-day", "-ts", "-id"
-        )[offset : offset + PAGE_SIZE + 1]
+    # The page's ids first, from the narrow sort key alone; then those rows with their labels. Joining
+    # six dimension tables before sorting a day's rows would join all of them.
+    ids = list(
+        facts.order_by("-day", "-ts", "-id").values_list("id", flat=True)[offset : offset + PAGE_SIZE + 1]
     )
+    rows = UsageFact.objects.filter(id__in=ids).select_related(
+        "source", "team", "person", "task", "provider", "model"
+    )
+    by_id = {fact.pk: fact for fact in rows} if ids else {}
+    found = [by_id[fact_id] for fact_id in ids]
     return FactPage(found[:PAGE_SIZE], page, len(found) > PAGE_SIZE)
 
 

@@ -73,7 +73,8 @@ def refresh_narrow_rollups(*, organisation_id: int, days: Iterable[dt.date]) -> 
     written = 0
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7002, organisation_id])
+            # 7001 is the daily rollup's, 7002 re-attribution's: its own key, so neither waits on it.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7005, organisation_id])
         for start in range(0, len(day_list), _CHUNK):
             chunk = [day.isoformat() for day in day_list[start : start + _CHUNK]]
             marks = ", ".join(["%s"] * len(chunk))

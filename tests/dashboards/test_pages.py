@@ -332,7 +332,7 @@ def test_pages_run_a_fixed_number_of_queries(northwind, django_assert_num_querie
         f"/tasks/?{PERIOD}": 16,
         f"/tasks/code-review/?{PERIOD}": 18,
         "/sources/": 10,
-        f"/facts/?{PERIOD}": 11,
+        f"/facts/?{PERIOD}": 12,
         f"/teams/tree.csv?{PERIOD}": 7,
         f"/models/models.csv?{PERIOD}": 8,
     }
