@@ -121,7 +121,24 @@ def _task(viewer, organisation, filters, key: str):
     task = Task.objects.filter(organisation_id=viewer.organisation_id, key=key).first()
     if task is None:
         raise Http404("no such task")
-    return pages.TaskPage(viewer, filters, organisation, task), "dashboards/task.html", {"task": task}
+    return (
+        pages.TaskPage(viewer, filters, organisation, task),
+        "dashboards/task.html",
+        {"task": task, "task_roi": _task_roi(viewer, task, filters)},
+    )
+
+
+def _task_roi(viewer: Viewer, task: Task, filters: Filters):
+    """The task page's ROI panel, for CIO/FinOps in organisations that track business metrics."""
+    from apps.metrics.models import Metric
+    from apps.metrics.selectors import task_roi
+
+    if not viewer.sees_organisation:
+        return None  # task metrics are organisation-wide figures
+    if not Metric.objects.filter(organisation_id=viewer.organisation_id).exists():
+        return None
+    roi = task_roi(viewer, task, filters.start, filters.end)
+    return roi if roi.rows else None
 
 
 teams, teams_csv = _page_view(_teams)

@@ -596,6 +596,46 @@ def team_roi(viewer: Viewer, team: Team, start: dt.date, end: dt.date) -> TeamRo
     )
 
 
+# --- the task panel -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMetricRow:
+    summary: RoiSummary
+    points: list[PeriodPoint]  # the periods with an outcome figure: cost per outcome over time
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRoi:
+    """A task's business outcomes against its AI spend. Tasks cut across teams and have no adoption date,
+    so there is no before/after comparison: cost per outcome over time and value per AI dollar only."""
+
+    task: Task
+    start: dt.date
+    end: dt.date
+    rows: list[TaskMetricRow]
+    label: str = method.LABEL
+
+
+def task_roi(viewer: Viewer, task: Task, start: dt.date, end: dt.date) -> TaskRoi:
+    """Everything the ROI panel of a task page shows, for start..end (inclusive).
+
+    Task metrics count outcomes of the whole organisation, so only CIO/FinOps see them (404 otherwise,
+    as on the Metrics page), and the spend they are set against is the task's spend in every team.
+    """
+    require_metrics_viewer(viewer)
+    if task.organisation_id != viewer.organisation_id or not viewer.sees_organisation:
+        raise Http404("no such task")
+    subject = Subject(MetricScope.TASK, task.pk, task.key, task.name)
+    metrics = metrics_for(viewer).filter(scope=MetricScope.TASK, metric_values__task=task).distinct()
+    rows = []
+    for metric in metrics:
+        periods = outcome_points(viewer, metric, subject, start=start, end=end)
+        counted = [point for point in periods if point.outcome is not None]
+        rows.append(TaskMetricRow(roi_summary(metric, subject, periods), counted))
+    return TaskRoi(task=task, start=start, end=end, rows=rows)
+
+
 def adoptions_for(viewer: Viewer) -> list[tuple[Team, Adoption | None]]:
     """Every team of the organisation with its adoption date, if any (CIO/FinOps)."""
     if not viewer.sees_organisation:

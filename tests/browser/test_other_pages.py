@@ -50,3 +50,15 @@ def test_a_team_page_carries_its_business_outcomes(demo_with_outcomes, open_as):
     assert "Support tickets resolved" in panel.inner_text()
     screenshot(page, "team-roi-panel")
     assert page.console_errors == []
+
+
+def test_a_task_page_carries_its_business_outcomes(demo_with_outcomes, open_as):
+    page = open_as(CIO)
+    response = page.goto("/tasks/support-triage/")
+    assert response.status == 200
+    page.wait_for_load_state("networkidle")
+    panel = page.locator("[data-testid=roi-panel]")
+    assert panel.count() == 1
+    assert "Tickets triaged" in panel.inner_text()
+    screenshot(page, "task-roi-panel")
+    assert page.console_errors == []

@@ -330,7 +330,7 @@ def test_pages_run_a_fixed_number_of_queries(northwind, django_assert_num_querie
         f"/people/{dana.pk}/?{PERIOD}": 16,
         f"/models/?{PERIOD}": 16,
         f"/tasks/?{PERIOD}": 16,
-        f"/tasks/code-review/?{PERIOD}": 18,
+        f"/tasks/code-review/?{PERIOD}": 19,  # one of them: does the organisation track business metrics?
         "/sources/": 10,
         f"/facts/?{PERIOD}": 12,
         f"/teams/tree.csv?{PERIOD}": 7,
