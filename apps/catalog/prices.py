@@ -139,12 +139,13 @@ def _agrees(lookup: PriceLookup, segment: Segment, lower: int | None) -> bool:
         if lower is not None and counts.input_total <= lower:
             continue
         total = lookup.model_price.calc_price(counts.as_genai_usage())["total_price"]
-        if segment_cost((segment,), _as_tuple(counts)) != int((total * 1_000_000_000).to_integral_value()):
+        if segment_cost((segment,), token_tuple(counts)) != int((total * 1_000_000_000).to_integral_value()):
             return False
     return True
 
 
-def _as_tuple(counts: TokenCounts) -> tuple[int, ...]:
+def token_tuple(counts: TokenCounts) -> tuple[int, ...]:
+    """Token counts in TOKEN_COLUMNS order, the order of a segment's rates."""
     return (
         counts.input_uncached,
         counts.cache_read,
@@ -392,5 +393,6 @@ __all__ = [
     "percent_to_ppm",
     "scale_segments",
     "segment_cost",
+    "token_tuple",
     "vector_segment_cost",
 ]

@@ -87,6 +87,33 @@ def payloads_sweep(*, now: dt.datetime | None = None) -> PayloadSweep:
     return PayloadSweep(expired_runs, deleted_files, orphans, compressed)
 
 
+def payloads_forget(*, run_id: int) -> int:
+    """Delete a finished run's kept payloads now, whatever the retention (it can no longer be replayed).
+
+    For organisations that store no prompt text: a gateway log's payload holds the prompts and responses
+    that were sent, so it must not outlive its run. Files passed from elsewhere are left alone. Returns the
+    number of files deleted.
+    """
+    files = (
+        IngestionRun.objects.filter(pk=run_id, status__in=FINISHED).values_list("files", flat=True).first()
+    )
+    if not files:
+        return 0
+    kept = [name for name in files if is_kept_payload(Path(name))]
+    if not kept:
+        return 0
+    # As in the expiry: the run forgets its payload first, then the files go.
+    IngestionRun.objects.filter(pk=run_id).update(files=[name for name in files if name not in kept])
+    deleted = 0
+    for name in kept:
+        try:
+            Path(name).unlink()
+            deleted += 1
+        except FileNotFoundError:
+            pass
+    return deleted
+
+
 def _runs_with_kept_payloads(runs) -> Iterator[list[tuple[int, list[str]]]]:
     """(pk, files) of the given runs whose files are all kept payloads, in chunks, by primary key."""
     runs = runs.exclude(files=[]).order_by("pk")

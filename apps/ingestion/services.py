@@ -19,6 +19,7 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from apps.ingestion.adapters import get_adapter
+from apps.ingestion.adapters.base import Basis
 from apps.ingestion.models import DataSource, IngestionRun, IngestRequest, RunStatus
 from apps.ingestion.pipeline import Pipeline
 from apps.org.models import Organisation
@@ -147,6 +148,11 @@ def run_process(
             pipeline.ingest_path(Path(path), index, display_name=name)
         pipeline.finish()
         IngestionRun.objects.filter(pk=run_id).update(status=RunStatus.COMPLETED, finished_at=timezone.now())
+        if pipeline.prompt_free and pipeline.adapter.basis == Basis.TELEMETRY:
+            # Gateway logs carry the prompts and responses sent; under "none" their payload goes at once.
+            from apps.ingestion.retention import payloads_forget
+
+            payloads_forget(run_id=run_id)
     except Exception as error:
         transient = retry_transient and isinstance(error, TRANSIENT_ERRORS)
         if transient and run.attempts < settings.SPENDWATCH_RUN_MAX_ATTEMPTS:

@@ -7,8 +7,10 @@ reason, the request's reasoning tokens are dropped from its output. Saving = act
 never below zero. The range: high = every flagged request's saving; low = only the requests flagged
 with probability ≥ 0.9, times the lower 95% bound of the classifier's measured flag precision.
 
-Prices are list prices on both sides: the ledger holds no negotiated discounts yet; when it does, the
-same discount must be applied to the target before subtracting.
+Prices are net on both sides: the ledger's cost is already the organisation's net price (custom prices,
+batch and percentage discounts, apps.catalog.prices), so the target is priced through the same price book
+at the same moment, batch if the request was batch. Subtracting a list price from a net one would count a
+negotiated discount as routing savings.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
 from apps.catalog.models import Tier
-from apps.catalog.pricing import Pricer, TokenCounts
+from apps.catalog.prices import OrganisationPrices, token_tuple
+from apps.catalog.pricing import TokenCounts
 from apps.overuse.tiers import CheaperModel, ModelTier, TierResolver
 
 HIGH_CONFIDENCE = 0.9
@@ -42,6 +45,7 @@ class FactRow:
     counts: TokenCounts
     requests: int | None
     cost_nanos: int | None
+    batch: bool
     label: str | None
     score: float
     prompt_hash: str
@@ -73,23 +77,19 @@ def counterfactual_counts(counts: TokenCounts, target: CheaperModel) -> TokenCou
     )
 
 
-def reprice(row: FactRow, *, resolver: TierResolver, pricer: Pricer) -> Counterfactual:
-    """The tier of the row's model that day, its designated cheaper model and the saving."""
+def reprice(row: FactRow, *, resolver: TierResolver, prices: OrganisationPrices) -> Counterfactual:
+    """The tier of the row's model that day, its designated cheaper model and the saving, both sides at
+    the organisation's net prices."""
     tier = resolver.tier(row.provider, row.model, row.day)
     if tier.tier == Tier.UNKNOWN:
         return Counterfactual(tier, None, None, 0)
     target = resolver.cheaper_model(row.provider, tier.tier, row.day)
     if target is None or row.cost_nanos is None:
         return Counterfactual(tier, target, None, 0)
-    priced = pricer.price(
-        provider=target.provider,
-        model=target.model,
-        at=row.ts,
-        counts=counterfactual_counts(row.counts, target),
-    )
-    if priced is None:
+    price = prices.group_price(provider=target.provider, model=target.model, at=row.ts, batch=row.batch)
+    if not price.priced:
         return Counterfactual(tier, target, None, 0)
-    target_cost = priced[0]
+    target_cost = price.net_cost(token_tuple(counterfactual_counts(row.counts, target)))
     return Counterfactual(tier, target, target_cost, max(0, row.cost_nanos - target_cost))
 
 

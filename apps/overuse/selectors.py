@@ -20,6 +20,7 @@ from django.db.models.functions import Coalesce
 from apps.accounts.models import Role
 from apps.accounts.scoping import Viewer, scope_usage
 from apps.catalog.models import AIModel, Tier
+from apps.catalog.prices import OrganisationPrices
 from apps.catalog.pricing import Pricer, TokenCounts
 from apps.org.models import Person, Task, Team
 from apps.overuse.classifier import NON_WORK, SUBSTANTIVE, TRIVIAL
@@ -154,6 +155,7 @@ _FACT_FIELDS = (
     *TOKEN_COLUMNS,
     "requests",
     "cost_nanos",
+    "batch",
 )
 
 
@@ -165,10 +167,10 @@ def _row(
     values: tuple, label: str | None = None, score: float = 0.0, digest: str = "", pk: int | None = None
 ) -> FactRow:
     (source_id, ts, record_key, day, team_id, person_id, task_id, model_id, provider, model, *rest) = values
-    tokens, (requests, cost) = rest[: len(TOKEN_COLUMNS)], rest[len(TOKEN_COLUMNS) :]
+    tokens, (requests, cost, batch) = rest[: len(TOKEN_COLUMNS)], rest[len(TOKEN_COLUMNS) :]
     return FactRow(
         source_id, ts, record_key, day, team_id, person_id, task_id, model_id, provider, model,
-        TokenCounts(*tokens), requests, cost, label, score, digest, pk,
+        TokenCounts(*tokens), requests, cost, batch, label, score, digest, pk,
     )  # fmt: skip
 
 
@@ -339,12 +341,13 @@ def overuse_report(
     """Frontier-on-trivial requests with their re-priced savings, and non-work requests, in scope."""
     pricer = pricer or Pricer()
     resolver = TierResolver(viewer.organisation_id, pricer=pricer)
+    prices = OrganisationPrices(viewer.organisation_id, pricer=pricer)
     report = OveruseReport(viewer, start, end, base_evaluation().flag_precision_low)
     for row in _observed_rows(viewer, start, end, (TRIVIAL, NON_WORK)):
         if row.label == NON_WORK:
             report.non_work.append(row)
         elif resolver.tier(row.provider, row.model, row.day).tier == Tier.FRONTIER:
-            report.routable.append((row, reprice(row, resolver=resolver, pricer=pricer)))
+            report.routable.append((row, reprice(row, resolver=resolver, prices=prices)))
     return report
 
 
@@ -468,6 +471,7 @@ def metadata_heuristic(
     per request. A heuristic, shown as such; its savings are not added to the classifier's."""
     pricer = pricer or Pricer()
     resolver = TierResolver(viewer.organisation_id, pricer=pricer)
+    prices = OrganisationPrices(viewer.organisation_id, pricer=pricer)
     per_request = Coalesce("requests", Value(1))
     facts = (
         _facts(viewer, start, end)
@@ -489,7 +493,7 @@ def metadata_heuristic(
         row = _row(values)
         if resolver.tier(row.provider, row.model, row.day).tier != Tier.FRONTIER:
             continue
-        counterfactual = reprice(row, resolver=resolver, pricer=pricer)
+        counterfactual = reprice(row, resolver=resolver, prices=prices)
         total = totals[key(row)]
         total[0] += row.requests or 1
         total[1] += row.cost_nanos or 0

@@ -1,5 +1,8 @@
 """Gateway prompts reach the classifier through the real pipeline, and follow the storage policy."""
 
+from pathlib import Path
+
+import orjson
 import pytest
 
 from apps.ingestion.models import RejectedRow
@@ -69,3 +72,38 @@ def test_under_the_none_policy_no_prompt_text_is_stored_not_even_in_rejected_row
     assert len(observed()) == 4
     assert database_rows_containing("heron counts seventeen") == {}
     assert database_rows_containing("weather in Lisbon") == {}
+
+
+def test_under_the_none_policy_a_pushed_gateway_log_is_not_kept_after_its_run(acme, settings, tmp_path):
+    from apps.ingestion.models import RunStatus
+    from apps.ingestion.services import payload_ingest, source_get_or_create
+
+    settings.SPENDWATCH_UPLOAD_DIR = tmp_path / "uploads"
+    policy_set(organisation_id=acme.pk, prompt_storage=PromptStorage.NONE)
+    source = source_get_or_create(organisation=acme, name="gateway", format="litellm_spend_logs")
+    body = b"".join(orjson.dumps(with_prompt(f"p{i}", f"{SECRET}, note {i}")) + b"\n" for i in range(3))
+
+    run = payload_ingest(
+        source=source, format="litellm_spend_logs", payload=body, suffix=".jsonl", idempotency_key=None
+    )
+
+    run.refresh_from_db()
+    assert (run.status, run.accepted, run.files) == (RunStatus.COMPLETED, 3, [])
+    kept = [path for path in (tmp_path / "uploads").rglob("*") if path.is_file()]
+    assert [path for path in kept if b"heron counts" in path.read_bytes()] == []
+    assert database_rows_containing("heron counts seventeen") == {}
+
+
+def test_under_the_default_policy_the_payload_is_kept_for_replay(acme, settings, tmp_path):
+    from apps.ingestion.services import payload_ingest, source_get_or_create
+
+    settings.SPENDWATCH_UPLOAD_DIR = tmp_path / "uploads"
+    source = source_get_or_create(organisation=acme, name="gateway", format="litellm_spend_logs")
+    body = orjson.dumps(with_prompt("p1", "how's it going?")) + b"\n"
+
+    run = payload_ingest(
+        source=source, format="litellm_spend_logs", payload=body, suffix=".jsonl", idempotency_key=None
+    )
+
+    run.refresh_from_db()
+    assert len(run.files) == 1 and Path(run.files[0]).read_bytes() == body

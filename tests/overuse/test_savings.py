@@ -153,3 +153,29 @@ def test_requests_without_prompt_text_get_only_the_labelled_metadata_heuristic(i
         ("platform", 3, 3 * 262_500, 3 * (262_500 - 10_500))
     ]
     assert overuse_report(organisation_viewer(acme), start=DAY, end=DAY).routable == []
+
+
+def test_a_negotiated_discount_applies_to_both_sides_of_the_saving(acme, ingest_requests):
+    """20% off OpenAI: gpt-5 costs 0.8 x $0.002025 = $0.00162 net, gpt-5-nano 0.8 x $0.000081 = $0.0000648,
+    so each routed greeting saves $0.0015552 (0.8 x the list saving), not $0.00162 - $0.000081."""
+    import datetime as dt
+
+    from apps.catalog.models import OverrideKind, PriceOverride
+    from apps.catalog.services import provider_for
+    from tests.overuse.conftest import STORY
+
+    PriceOverride.objects.create(
+        organisation=acme, kind=OverrideKind.DISCOUNT, provider=provider_for("openai"), percent=Decimal(20),
+        valid_from=dt.date(2026, 1, 1),
+    )  # fmt: skip
+    ingest_requests(STORY)
+
+    report = overuse_report(organisation_viewer(acme), start=DAY, end=DAY)
+    routable = {
+        row.record_key: (row.cost_nanos, cf.target_cost_nanos, cf.saving_nanos) for row, cf in report.routable
+    }
+    assert GPT5_SAVING == 1_944_000
+    for key in ("a1", "a2", "a3", "c1"):
+        assert routable[key] == (1_620_000, 64_800, 1_555_200)
+    assert routable["b1"][2] == routable["b2"][2] == OPUS_SAVING  # Anthropic is not discounted
+    assert report.routable_totals.high_nanos == 4 * 1_555_200 + 2 * OPUS_SAVING == 72_180_800
