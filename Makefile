@@ -2,10 +2,12 @@
 # and the scripts install PostgreSQL and Redis from apt when missing (as root).
 #
 #   make install   .venv with the app and dev dependencies (again only when pyproject.toml changes)
-#   make lint      ruff check + ruff format --check
+#   make lint      ruff check + ruff format --check + secret scan of the tree and git history
+#   make audit     known vulnerabilities in the pinned dependencies (pip-audit; skipped when PyPI is unreachable)
 #   make test      install, lint, the suite on SQLite, then again on a throwaway PostgreSQL + Redis
 #   make run       the app on http://127.0.0.1:8000 (web + celery worker + beat; Ctrl-C stops all)
 #   make bench     every benchmark under bench/, each on a throwaway PostgreSQL (BENCH="api steady": some)
+#   make fuzz      long fuzz runs: adapters (FUZZ_EXAMPLES), API schema per role (SCHEMATHESIS_EXAMPLES, _SEED)
 #   make clean     remove test artifacts, caches and leftover throwaway servers (keeps .venv, var/ data)
 
 SHELL := /bin/bash
@@ -28,10 +30,11 @@ BENCH_STEADY_ARGS ?=
 BENCH_DASHBOARDS_ARGS ?=
 BENCH_CHECK_ARGS ?=
 BENCH_REPRICE_ARGS ?=
+BENCH_PROMPTS_ARGS ?=
 # The benchmarks `make bench` runs, in this order (bench/README.md): ingest = bench/run.py.
-BENCH ?= ingest api steady dashboards check reprice classifier
+BENCH ?= ingest api steady dashboards check reprice classifier prompts
 
-.PHONY: help install lint test test-sqlite test-pg run bench clean
+.PHONY: help install lint audit test test-sqlite test-pg run bench clean
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -48,8 +51,17 @@ $(STAMP): pyproject.toml
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/secret_scan.py
 
-test: install lint test-sqlite test-pg
+# pip-audit asks PyPI about every installed (pinned) package, --strict: one it cannot audit fails the run. Where
+# PyPI's JSON API does not know our Django pin (offline, a partial mirror) it says so and passes.
+PYPI_KNOWS_OUR_PINS := import tomllib, urllib.request; pin = next(d for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"] if d.startswith("Django==")).split("==")[1]; urllib.request.urlopen(f"https://pypi.org/pypi/Django/{pin}/json", timeout=10)
+audit: install
+	if $(BIN)/python -c '$(PYPI_KNOWS_OUR_PINS)' 2>/dev/null; then \
+		$(BIN)/pip-audit --strict --progress-spinner off --skip-editable; \
+	else echo "audit: PyPI does not answer for our pins here; vulnerability audit skipped"; fi
+
+test: install lint audit test-sqlite test-pg
 
 # The zero-setup configuration: SQLite, filesystem broker; tests that need Redis skip themselves.
 test-sqlite: install
@@ -75,11 +87,29 @@ bench: install
 		dashboards) script=bench/dashboards.py; args="$(BENCH_DASHBOARDS_ARGS)" ;; \
 		check) script=bench/check_api.py; args="$(BENCH_CHECK_ARGS)" ;; \
 		reprice) script=bench/reprice.py; args="$(BENCH_REPRICE_ARGS)" ;; \
+		prompts) script=bench/prompts.py; args="$(BENCH_PROMPTS_ARGS)" ;; \
 		classifier) $(BIN)/python bench/classifier.py || exit $$?; continue ;; \
 		*) echo "unknown benchmark '$$name' in BENCH (ingest, api, steady, dashboards, check, reprice, classifier)" >&2; exit 2 ;; \
 		esac; \
 		scripts/with_services.sh --pg-durable -- $(BIN)/python "$$script" $$args || exit $$?; \
 	done
+
+# The long failure drills (B1, B3, B4) and the E7 soak, on throwaway servers; sized by env (scripts/soak.sh).
+.PHONY: soak
+soak: install
+	scripts/soak.sh
+
+# The long fuzz runs (TESTPLAN L1, L2, L4): 10x the CI examples with fresh random inputs; the seed of the
+# schemathesis runs is printed, and each role's report is kept in test-artifacts/schemathesis/.
+FUZZ_EXAMPLES ?= 2500
+SCHEMATHESIS_EXAMPLES ?= 500
+SCHEMATHESIS_SEED ?= $(shell date +%s)
+.PHONY: fuzz
+fuzz: install
+	@echo "== fuzz: $(FUZZ_EXAMPLES) inputs per adapter and kind; st run -n $(SCHEMATHESIS_EXAMPLES) --seed $(SCHEMATHESIS_SEED)"
+	env -u DATABASE_URL FUZZ_RANDOM=1 FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STATEFUL_EXAMPLES=120 \
+		SCHEMATHESIS_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) SCHEMATHESIS_SEED=$(SCHEMATHESIS_SEED) \
+		$(BIN)/pytest --timeout=7200 -q tests/fuzz
 
 clean:
 	@# Servers left by an interrupted run (kill -9, a closed terminal) are stopped before their state goes.

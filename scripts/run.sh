@@ -33,6 +33,10 @@ fi
 "$PY" manage.py migrate --noinput
 "$PY" manage.py collectstatic --noinput -v 0
 "$PY" manage.py load_demo
+# The demo logins have no authenticator: the "MFA required" policy is off unless asked for.
+export SPENDWATCH_MFA_REQUIRED_ROLES="${SPENDWATCH_MFA_REQUIRED_ROLES-}"
+[ -n "$SPENDWATCH_MFA_REQUIRED_ROLES" ] \
+    || log "MFA policy OFF for the demo (set SPENDWATCH_MFA_REQUIRED_ROLES=cio,finops,manager,staff to require it)"
 
 # Each process gets its own session (setsid), so one signal to its group also reaches the children it
 # forks and none outlives this script. How each stops cleanly:

@@ -28,8 +28,15 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.saml",
+    "allauth.usersessions",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from static/, so /api/docs/ works under the CSP
+    "csp",
     "apps.org",
     "apps.accounts",
     "apps.audit",
@@ -46,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -54,6 +62,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "apps.accounts.middleware.SessionLifetimeMiddleware",
+    "apps.accounts.middleware.AccountPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "spendwatch.urls"
@@ -113,6 +123,43 @@ ACCOUNT_ADAPTER = "apps.accounts.adapters.NoSignupAccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 LOGIN_REDIRECT_URL = "/"
 LOGIN_URL = "/accounts/login/"
+# Failed logins: 10 a minute per client IP and 5 per 5 minutes per account (a 6th is refused even with the
+# right password). The client IP is REMOTE_ADDR unless a proxy is declared trusted: then the address that
+# proxy appended to X-Forwarded-For (TRUSTED_PROXY_COUNT hops from the right), or a header it sets itself.
+ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("SPENDWATCH_TRUSTED_PROXY_COUNT", 0)
+ALLAUTH_TRUSTED_CLIENT_IP_HEADER = env_str("SPENDWATCH_TRUSTED_CLIENT_IP_HEADER", "") or None
+# Rate limits and "TOTP code already used" live in the cache: processes that serve the same site must share
+# it (SPENDWATCH_CACHE_URL=redis://...), or each process counts on its own.
+_CACHE_URL = env_str("SPENDWATCH_CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+    if _CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+# Changing the email address, password or authenticators asks for the password (or a TOTP code) again.
+ACCOUNT_REAUTHENTICATION_REQUIRED = True
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "SpendWatch"
+# Roles that must have an authenticator before they see anything but MFA setup ("staff" = admin users);
+# apps/accounts/middleware.py enforces it. README "Sign-in, SSO and MFA".
+SPENDWATCH_MFA_REQUIRED_ROLES = env_list(
+    "SPENDWATCH_MFA_REQUIRED_ROLES", ["cio", "finops", "manager", "staff"]
+)
+# Sessions end after this much inactivity; SESSION_COOKIE_AGE (below) is the absolute lifetime from login.
+SPENDWATCH_SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 30 * 60)
+if env_bool("SPENDWATCH_HTTPS", False):
+    # Host-only, Secure, Path=/ cookies that a sibling subdomain cannot set or overwrite.
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+# SSO: one SocialApp per organisation and IdP (OIDC or SAML), configured in the admin; no sign-up through
+# SSO, no login by matching email alone (apps/accounts/adapters.py).
+SOCIALACCOUNT_ADAPTER = "apps.accounts.adapters.OrganisationSSOAdapter"
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_ONLY = False
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True}}
+# Logins are recorded per session (the "Sessions" page, ending them on deactivation); no write per request.
+USERSESSIONS_TRACK_ACTIVITY = False
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -247,6 +294,7 @@ SPENDWATCH_DIGEST_DRY_RUN_DIR = Path(env_str("SPENDWATCH_DIGEST_DRY_RUN_DIR", st
 # --- Security (check --deploy passes with DEBUG=0, SPENDWATCH_HTTPS=1 and a real SECRET_KEY) -------
 SPENDWATCH_HTTPS = env_bool("SPENDWATCH_HTTPS", False)
 SECURE_SSL_REDIRECT = SPENDWATCH_HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # a load balancer's probe may come over plain HTTP
 SESSION_COOKIE_SECURE = SPENDWATCH_HTTPS
 CSRF_COOKIE_SECURE = SPENDWATCH_HTTPS
 SECURE_HSTS_SECONDS = 31_536_000 if SPENDWATCH_HTTPS else 0
@@ -261,11 +309,42 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600)
+# Content-Security-Policy (django-csp) on every response. Scripts: our own files only; no inline script
+# (charts travel as JSON, apps/dashboards/embed.py), no eval. Styles allow 'unsafe-inline' because plotly.js
+# writes <style> elements and style attributes as it draws (README "Secrets, headers and supply chain").
+from csp import constants as csp_keywords  # noqa: E402 - lower case, so not a setting itself
 
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp_keywords.SELF],
+        # A nonce is added only for a page that asks for request.csp_nonce (none does today).
+        "script-src": [csp_keywords.SELF, csp_keywords.NONCE],
+        "style-src": [csp_keywords.SELF, csp_keywords.UNSAFE_INLINE],
+        "img-src": [csp_keywords.SELF, "data:"],
+        "font-src": [csp_keywords.SELF],
+        "connect-src": [csp_keywords.SELF],
+        "object-src": [csp_keywords.NONE],
+        "base-uri": [csp_keywords.NONE],
+        "form-action": [csp_keywords.SELF],
+        "frame-ancestors": [csp_keywords.NONE],
+    }
+}
+# /api/schema/ and /api/docs/ for signed-in people only; Swagger UI from the installed sidecar, not a CDN.
+SPECTACULAR_SETTINGS |= {
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# Every log record is scrubbed of key-shaped strings when it is made (spendwatch/logging.py), whichever
+# handler writes it, Celery's included; the console handler's filter says so where the handlers are.
+LOGGING_CONFIG = "spendwatch.logging.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"redact_secrets": {"()": "spendwatch.logging.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 

@@ -59,6 +59,13 @@ def people(acme, teams) -> dict[str, Person]:
     }
 
 
+@pytest.fixture(autouse=True)
+def _mfa_policy_off(settings) -> None:
+    """The "MFA required" policy is proved in tests/accounts (its conftest turns it back on); elsewhere
+    tests log people in with force_login to test other things, without an authenticator."""
+    settings.SPENDWATCH_MFA_REQUIRED_ROLES = []
+
+
 def _login(client, email: str, organisation: Organisation, role: str, *, person=None, manages=()):
     user = get_user_model().objects.create_user(username=email, email=email, password="pw-for-tests-1")
     membership = Membership.objects.create(user=user, organisation=organisation, role=role, person=person)
