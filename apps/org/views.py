@@ -69,7 +69,8 @@ def _edit(request: HttpRequest, *, kind: str, obj, form_class, preview, save) ->
     context = {"form": form, "object": obj, "kind": kind, "notice": notice, "kinds": IDENTITY_KINDS}
     if plan is not None:
         context.update(_plan_context(viewer, editor, plan))
-    return render(request, "org/edit.html", context)
+    # A refused choice (a team, person or source outside the viewer's scope) is a bad request, not a page.
+    return render(request, "org/edit.html", context, status=400 if form.errors else 200)
 
 
 def _delete(request: HttpRequest, *, kind: str, obj, preview, delete) -> HttpResponse:
