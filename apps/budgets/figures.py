@@ -5,6 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from apps.budgets.selectors import Burn
+from apps.dashboards.embed import figure_div
 
 _LAYOUT = dict(
     margin=dict(l=10, r=10, t=50, b=10),
@@ -89,9 +90,4 @@ def burn_chart(data: Burn, *, title: str) -> go.Figure:
 
 def to_html(figure: go.Figure, *, element_id: str) -> str:
     """A div for a page that loads plotly.js once from static/ (never from a CDN)."""
-    return figure.to_html(
-        full_html=False,
-        include_plotlyjs=False,
-        div_id=element_id,
-        config={"displaylogo": False, "responsive": True},
-    )
+    return figure_div(figure, element_id=element_id)

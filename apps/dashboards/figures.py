@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
+from apps.dashboards.embed import figure_div
 from apps.dashboards.selectors import Row
 from apps.usage.money import nanos_to_usd
 from apps.usage.selectors import DailyPoint, SpendGroup
@@ -59,12 +60,7 @@ def spend_by_group(groups: Sequence[SpendGroup], *, title: str, limit: int = 20)
 
 def to_html(figure: go.Figure, *, element_id: str) -> str:
     """A div for a page that loads plotly.js once from static/ (never from a CDN)."""
-    return figure.to_html(
-        full_html=False,
-        include_plotlyjs=False,
-        div_id=element_id,
-        config={"displaylogo": False, "responsive": True},
-    )
+    return figure_div(figure, element_id=element_id)
 
 
 # --- the dashboards' charts: pure functions of apps.dashboards.selectors output ---------------------------

@@ -15,6 +15,7 @@ import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 KEYS_SETTING = "SPENDWATCH_CREDENTIAL_KEYS"
 
@@ -47,11 +48,13 @@ class Secret:
         raise TypeError("a Secret is not serialisable")
 
 
+@sensitive_variables("value")
 def hint_for(value: str) -> str:
     """What may be shown of a key (TESTPLAN H2): its last four characters."""
     return "…" + value[-4:] if len(value) >= 12 else "…"
 
 
+@sensitive_variables("value")
 def fingerprint(value: str) -> str:
     """A stable, non-reversible name for a key: sources sharing a key share its rate limit."""
     return hashlib.sha256(value.encode()).hexdigest()
@@ -74,12 +77,14 @@ def _keys() -> MultiFernet:
     return MultiFernet(fernets)
 
 
+@sensitive_variables("plaintext")  # error reports list frames' locals: never the key
 def encrypt(plaintext: str) -> str:
     if not plaintext or not plaintext.strip():
         raise CredentialError("an empty credential cannot be stored")
     return _keys().encrypt(plaintext.strip().encode()).decode("ascii")
 
 
+@sensitive_variables("plaintext")
 def decrypt(ciphertext: str, *, source_name: str) -> Secret:
     """The plaintext of a stored credential; CredentialError naming the source if it cannot be read."""
     if not ciphertext:

@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
 from apps.accounts.scoping import viewer_for_user
@@ -79,7 +80,9 @@ def _initial(source: PullSource) -> dict:
     }
 
 
+@sensitive_post_parameters("credential")  # an error report never shows the posted key
 @login_required
+@sensitive_variables("data")
 def pull_source_list(request: HttpRequest) -> HttpResponse:
     viewer = viewer_for_user(request.user)
     sources = pulls.pull_sources_for(viewer)  # 404 for anyone without an organisation-wide role
@@ -108,7 +111,9 @@ def pull_source_list(request: HttpRequest) -> HttpResponse:
     return render(request, "ingestion/pull_list.html", {"sources": sources, "form": form})
 
 
+@sensitive_post_parameters("credential")
 @login_required
+@sensitive_variables("data")
 def pull_source_edit(request: HttpRequest, source_id: int) -> HttpResponse:
     viewer = viewer_for_user(request.user)
     source = pulls.pull_source_get(viewer, source_id=source_id)

@@ -33,6 +33,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apps.accounts.scoping import Viewer
 from apps.ingestion import credentials, services
@@ -64,6 +65,7 @@ class LeaseLost(Exception):
 # --- configuration ------------------------------------------------------------------------------
 
 
+@sensitive_variables("credential")  # error reports list frames' locals: never the key
 def pull_source_create(
     *,
     organisation: Organisation,
@@ -111,6 +113,7 @@ def endpoints_set(source: PullSource, kinds: Iterable[str]) -> None:
     source.endpoints.exclude(kind__in=kinds).delete()
 
 
+@sensitive_variables("credential")
 def pull_source_update(
     source: PullSource,
     *,
@@ -133,6 +136,7 @@ def pull_source_update(
             credential_replace(source, credential)
 
 
+@sensitive_variables("credential")
 def credential_replace(source: PullSource, credential: str) -> None:
     """Store a new key; a source that was blocked or rejected becomes due again."""
     _put_credential(source, credential)
@@ -153,6 +157,7 @@ def credential_replace(source: PullSource, credential: str) -> None:
     )
 
 
+@sensitive_variables("plaintext")
 def _put_credential(source: PullSource, plaintext: str) -> None:
     plaintext = plaintext.strip()
     source.credential_ciphertext = credentials.encrypt(plaintext)
@@ -161,13 +166,20 @@ def _put_credential(source: PullSource, plaintext: str) -> None:
 
 
 def credentials_reencrypt() -> int:
-    """Re-encrypt every stored credential with the first key (after a new key was put first)."""
-    count = 0
-    for source in PullSource.objects.only("pk", "name", "credential_ciphertext"):
-        rotated = credentials.reencrypt(source.credential_ciphertext, source_name=source.name)
-        PullSource.objects.filter(pk=source.pk).update(credential_ciphertext=rotated)
-        count += 1
-    return count
+    """Re-encrypt every stored credential with the first key (after a new key was put first).
+
+    All or nothing: every credential is re-encrypted in memory first, so one that cannot be decrypted
+    (CredentialError, naming its source) stops the rotation before anything is written.
+    """
+    sources = PullSource.objects.only("pk", "name", "credential_ciphertext").order_by("pk")
+    rotated = {
+        source.pk: credentials.reencrypt(source.credential_ciphertext, source_name=source.name)
+        for source in sources
+    }
+    with transaction.atomic():
+        for pk, ciphertext in rotated.items():
+            PullSource.objects.filter(pk=pk).update(credential_ciphertext=ciphertext)
+    return len(rotated)
 
 
 def pull_sources_for(viewer: Viewer) -> QuerySet[PullSource]:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from apps.dashboards.embed import figure_div
 from apps.metrics.method import LABEL, Estimate
 from apps.metrics.selectors import NANOS, AdoptionWeek, PeriodPoint
 
@@ -205,9 +206,4 @@ def _adoption_line(figure: go.Figure, adopted_on: dt.date) -> None:
 
 def to_html(figure: go.Figure, *, element_id: str) -> str:
     """A div for a page that loads plotly.js once from static/ (never from a CDN)."""
-    return figure.to_html(
-        full_html=False,
-        include_plotlyjs=False,
-        div_id=element_id,
-        config={"displaylogo": False, "responsive": True},
-    )
+    return figure_div(figure, element_id=element_id)
