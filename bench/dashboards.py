@@ -234,10 +234,13 @@ def load_facts(world: World, days: int, per_day: int, seed: int) -> int:
     """--fact-days of fact rows for DASH-3 (request grain, a distinct key each, spread over each day)."""
     from django.db import connection
 
+    from apps.usage.partitions import ensure_partitions
     from apps.usage.services import STORED_COLUMNS
 
     rng = np.random.default_rng(seed)
     written = 0
+    # The COPY below bypasses store_facts: make the months' partitions it would have made.
+    ensure_partitions(LAST_DAY - dt.timedelta(days=offset) for offset in range(days))
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE usage_usagefact")
         for offset in range(days):

@@ -137,10 +137,13 @@ def generate_and_copy(world: dict, rows: int, days: int, seed: int) -> dict:
 
     from apps.catalog.prices import OrganisationPrices, vector_segment_cost
     from apps.catalog.services import override_set_get_or_create  # noqa: F401 - warms the app registry
+    from apps.usage.partitions import ensure_partitions
     from apps.usage.services import STORED_COLUMNS
 
     rng = np.random.default_rng(seed)
     organisation, source, models = world["organisation"], world["source"], world["models"]
+    # The COPY below bypasses store_facts: make the months' partitions it would have made.
+    ensure_partitions(START + dt.timedelta(days=n) for n in range(days + 1))
     prices = OrganisationPrices(organisation.pk)
     shares = np.array([share for _, _, share in MODELS])
     span = days * 86_400

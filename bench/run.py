@@ -762,7 +762,8 @@ def probe_server(conn: psycopg.Connection) -> Capabilities:
 
 def create_reference_table(conn: psycopg.Connection) -> None:
     # LIKE ... INCLUDING ALL copies columns, defaults, identity, constraints and every index (the unique
-    # natural key, the org/day b-tree, the BRIN on ts), but no foreign keys.
+    # natural key, the org/day b-tree, the BRIN on ts), but no foreign keys. LIKE of the partitioned fact
+    # table (PostgreSQL) makes one plain table with its indexes and primary key (id, ts), no partitions.
     conn.execute("DROP TABLE IF EXISTS usage_usagefact_ref")
     conn.execute("CREATE TABLE usage_usagefact_ref (LIKE usage_usagefact INCLUDING ALL)")
 

@@ -30,6 +30,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -116,8 +117,34 @@ def new_rows_totals(conn, seed_run_id: int) -> dict:
         conn.execute("DROP VIEW bench_new_rows")
 
 
+def make_history_partitions(conn, env: dict, copies: int) -> None:
+    """The monthly partitions of the earlier months, as the store path would have made them (a COPY
+    bypasses it, and its rows would otherwise all land in the default partition)."""
+    first, last = conn.execute(
+        sql.SQL("SELECT min(ts) - make_interval(days => {}), max(ts) FROM {}").format(
+            sql.Literal(copies * SHIFT_DAYS), sql.Identifier(SEED_TABLE)
+        )
+    ).fetchone()
+    months = [f"{first.astimezone(dt.UTC):%Y-%m}", f"{last.astimezone(dt.UTC):%Y-%m}"]
+    done = subprocess.run(
+        [*ingest_bench.MANAGE, "fact_partitions", "--months", *months],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        sys.exit(f"bench: making the history's partitions failed:\n{done.stdout}\n{done.stderr}")
+
+
 def table_mib(conn) -> float:
-    return conn.execute("SELECT pg_total_relation_size('usage_usagefact')").fetchone()[0] / 2**20
+    # The sum over the partitions (a partitioned table itself has no storage).
+    return (
+        conn.execute(
+            "SELECT COALESCE(SUM(pg_total_relation_size(relid)), 0)::bigint FROM pg_partition_tree('usage_usagefact')"
+        ).fetchone()[0]
+        / 2**20
+    )
 
 
 def run_rounds(args: argparse.Namespace, server, files, caps) -> dict:
@@ -131,6 +158,7 @@ def run_rounds(args: argparse.Namespace, server, files, caps) -> dict:
         seed_rows = conn.execute(
             sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SEED_TABLE))
         ).fetchone()[0]
+        make_history_partitions(conn, env, math.ceil(args.rows / seed_rows))
         for number in range(1, args.rounds + 1):
             log(f"round {number}/{args.rounds}")
             result: dict = {"round": number, "loadavg_1m_at_start": os.getloadavg()[0]}

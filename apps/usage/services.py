@@ -18,6 +18,7 @@ from django.db import connection, transaction
 
 from apps.usage.columns import FACT_COLUMNS, TOKEN_COLUMNS
 from apps.usage.models import Grain
+from apps.usage.partitions import ensure_partitions, month_of
 from apps.usage.reconcile import PLACEHOLDER_MODEL, Layer, ensure_placeholder_models, layer_sql, source_layers
 from apps.usage.signals import rollups_refreshed
 
@@ -59,6 +60,8 @@ def store_facts(rows: Sequence[tuple] | pa.Table) -> StoreResult:
     its stored version when its content differs and it is not smaller (a grown bucket); an identical
     or older, smaller version counts as a duplicate. Must run inside a transaction.
     """
+    if connection.vendor == "postgresql":
+        ensure_partitions(_months_of(rows))  # before any lock on the fact table (apps.usage.partitions)
     if isinstance(rows, pa.Table):
         if connection.vendor == "postgresql" and not _repeats_a_key(rows):
             return _store_table_postgresql(rows)
@@ -82,6 +85,15 @@ def store_facts(rows: Sequence[tuple] | pa.Table) -> StoreResult:
         accepted = _insert_new(cursor)
         cursor.execute(f"DELETE FROM {STAGE}")  # noqa: S608 - constant table name
     return StoreResult(accepted, len(unique) - accepted - replaced + in_batch_duplicates, replaced)
+
+
+def _months_of(rows: Sequence[tuple] | pa.Table) -> set[dt.date]:
+    """The UTC months of the rows' timestamps: the partitions they go to."""
+    if isinstance(rows, pa.Table):
+        naive_utc = pc.cast(rows["ts"], pa.timestamp("us"))  # dropping the zone keeps the UTC values
+        months = pc.unique(pc.floor_temporal(naive_utc, unit="month")).to_pylist()
+        return {month.date() for month in months if month is not None}
+    return {month_of(row[_TS]) for row in rows}
 
 
 def _repeats_a_key(table: pa.Table) -> bool:
