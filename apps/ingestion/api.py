@@ -30,6 +30,18 @@ RunSummary = inline_serializer(
     },
 )
 
+Detail = inline_serializer("IngestDetail", {"detail": serializers.CharField()})
+FailedRun = inline_serializer(
+    "IngestFailedRun",
+    {
+        "detail": serializers.CharField(),
+        **{
+            name: serializers.IntegerField()
+            for name in ("run", "rows", "accepted", "duplicates", "replaced", "rejected")
+        },
+    },
+)
+
 
 def _read_capped(request: Request, limit: int) -> bytes | None:
     """The raw body, or None once it passes `limit` (so an oversized body is never held whole)."""
@@ -58,17 +70,25 @@ class IngestView(APIView):
         operation_id="ingest_push",
         request={
             "application/x-ndjson": OpenApiTypes.BINARY,
-            "application/json": OpenApiTypes.BINARY,
+            "application/json": OpenApiTypes.ANY,  # a JSON document or JSONL: any value is read
             "text/csv": OpenApiTypes.BINARY,
         },
         parameters=[
+            OpenApiParameter("source_format", str, OpenApiParameter.PATH, enum=sorted(ADAPTERS)),
             OpenApiParameter("source", str, description="data source name (default: api-{format})"),
             OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False),
         ],
         responses={
             200: RunSummary,
-            409: OpenApiResponse(description="Idempotency-Key reused with another body"),
-            413: OpenApiResponse(description="body larger than SPENDWATCH_INGEST_MAX_BYTES"),
+            400: OpenApiResponse(Detail, description="Content-Encoding gzip, but the body is not gzip"),
+            401: OpenApiResponse(Detail, description="no key, or an invalid or revoked one"),
+            403: OpenApiResponse(Detail, description="the key lacks the ingest scope"),
+            404: OpenApiResponse(Detail, description="no such format"),
+            409: OpenApiResponse(Detail, description="Idempotency-Key reused with another body"),
+            413: OpenApiResponse(Detail, description="body larger than SPENDWATCH_INGEST_MAX_BYTES"),
+            422: OpenApiResponse(
+                FailedRun, description="the file as a whole could not be read (e.g. its header)"
+            ),
         },
     )
     def post(self, request: Request, source_format: str) -> Response:

@@ -12,7 +12,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
@@ -44,22 +45,16 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number")
 
 
-class MetricValueIn(serializers.Serializer):
-    """One value. Read item by item by the view (a bad item must not fail the others)."""
-
-    team = serializers.CharField(required=False, help_text="team slug (metrics counted per team)")
-    task = serializers.CharField(required=False, help_text="task key (metrics counted per task)")
-    period = serializers.CharField(
-        help_text="first day of the period: YYYY-MM-DD; for weekly metrics a Monday or YYYY-Www; "
-        "for monthly ones the 1st or YYYY-MM"
-    )
-    value = serializers.DecimalField(
-        max_digits=15, decimal_places=4, min_value=0, coerce_to_string=False, help_text="zero or more"
-    )
-
-
 class MetricValuesIn(serializers.Serializer):
-    values = MetricValueIn(many=True, help_text=f"at most {services.MAX_API_VALUES} per request")
+    # Every item is taken and read on its own: a bad one is answered in `errors` (with 200) and the others
+    # are stored, so the schema does not call any item invalid.
+    values = serializers.ListField(
+        child=serializers.JSONField(),
+        help_text=f"at most {services.MAX_API_VALUES} per request; each item an object: `team` (team slug, "
+        "for metrics counted per team) or `task` (task key), `period` (first day of the period: YYYY-MM-DD; "
+        "for weekly metrics a Monday or YYYY-Www; for monthly ones the 1st or YYYY-MM) and `value` "
+        "(a decimal, zero or more, at most 4 places)",
+    )
 
 
 RowErrorOut = inline_serializer(
@@ -95,10 +90,19 @@ class MetricValuesView(APIView):
     @extend_schema(
         operation_id="metric_values_push",
         request=MetricValuesIn,
+        parameters=[OpenApiParameter("key", str, OpenApiParameter.PATH, pattern=r"^[-a-zA-Z0-9_]+$")],
         responses={
             200: ImportSummaryOut,
             400: DetailOut,
-            404: OpenApiResponse(DetailOut, description="no metric with this key in the key's organisation"),
+            401: OpenApiResponse(DetailOut, description="no key, or an invalid or revoked one"),
+            403: OpenApiResponse(DetailOut, description="the key lacks the ingest scope"),
+            (404, "application/json"): OpenApiResponse(
+                DetailOut, description="no metric with this key in the key's organisation"
+            ),
+            # A key that is not a slug matches no URL: Django's own not-found page.
+            (404, "text/html"): OpenApiResponse(
+                OpenApiTypes.STR, description="not a metric key (not a slug)"
+            ),
             413: DetailOut,
         },
         description="Store outcome values for one metric. Same metric + team/task + period replaces the "

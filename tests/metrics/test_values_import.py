@@ -313,4 +313,4 @@ def test_the_schema_documents_the_values_operation(tmp_path):
     operation = orjson.loads(out.read_bytes())["paths"]["/api/v1/metrics/{key}/values/"]["post"]
     assert operation["operationId"] == "metric_values_push"
     assert operation["security"] == [{"machineKey": []}]
-    assert set(operation["responses"]) == {"200", "400", "404", "413"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "413"}

@@ -103,17 +103,17 @@ def _column_names(table: Any) -> list[str] | None:
 
 
 def _csv_records(stream: IO[bytes], file_name: str) -> Iterator[tuple[int, Any, str]]:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
-    header = next(reader, None) or []
+    reader = csv.reader(base.csv_text(stream))
+    header = base.csv_header(reader, file_name)
     # The portal names time columns with their zone: `TimeGenerated [UTC]`.
     columns = [name.replace("[UTC]", "").strip() for name in header]
     missing = [name for name in REQUIRED_CSV_COLUMNS if name not in columns]
     if missing:
         raise ValueError(f"{file_name}: the CSV header has no {', '.join(missing)} column (got {header!r})")
-    line = reader.line_num
-    for values in reader:
-        start, line = line + 1, reader.line_num
+    for start, values in base.csv_records(reader):
+        if isinstance(values, RowInvalid):
+            yield start, RowError("", start, values.field, values.reason, ""), ""
+            continue
         out = io.StringIO()
         csv.writer(out, lineterminator="").writerow(values)
         if len(values) != len(columns):

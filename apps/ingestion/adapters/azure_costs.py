@@ -91,16 +91,16 @@ class AzureCosts(base.Adapter):
     basis = base.Basis.BILLING
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
-        text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-        reader = csv.DictReader(text)
-        columns = _columns(reader.fieldnames or [], file_name)
-        line = reader.line_num
-        for record in reader:
-            start, line = line + 1, reader.line_num
+        reader = csv.DictReader(base.csv_text(stream))
+        columns = _columns(base.csv_header(reader, file_name), file_name)
+        for start, record in base.csv_records(reader):
             try:
+                if isinstance(record, RowInvalid):
+                    raise record
                 row = _row(record, columns, start)
             except RowInvalid as error:
-                yield RowError(file_name, start, error.field, error.reason, _raw(record))
+                raw = "" if isinstance(record, RowInvalid) else _raw(record)
+                yield RowError(file_name, start, error.field, error.reason, raw)
                 continue
             if row is not None:
                 yield row

@@ -6,7 +6,10 @@ source alike. Each yielded item is either a `NormalisedRow` or a `RowError` nami
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -194,6 +197,52 @@ def require_text(value: object, field: str) -> str:
     if result is None:
         raise RowInvalid(field, "is missing")
     return result
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
+
+
+def csv_text(stream: IO[bytes]) -> io.TextIOWrapper:
+    """A CSV file's bytes as text. Bytes that are not UTF-8 survive as surrogates, so `csv_records`
+    rejects their row alone instead of the decoder failing the whole file."""
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def csv_records(reader: Any) -> Iterator[tuple[int, Any]]:
+    """(first physical line, record) for each record of a csv.reader or csv.DictReader over `csv_text`.
+
+    A record that cannot be read (a field over the csv module's size limit, bytes that are not UTF-8)
+    comes as a RowInvalid for its line instead; a reader that stops making progress ends the file.
+    """
+    previous = reader.line_num
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            if reader.line_num == previous:
+                return
+            start, previous = previous + 1, reader.line_num
+            yield start, RowInvalid("(line)", f"not readable as CSV: {error}")
+            continue
+        start, previous = previous + 1, reader.line_num
+        cells = record.values() if isinstance(record, dict) else record
+        flat = [cell for value in cells for cell in (value if isinstance(value, list) else [value])]
+        if any(isinstance(cell, str) and _UNDECODABLE.search(cell) for cell in flat):
+            yield start, RowInvalid("(line)", "is not valid UTF-8")
+            continue
+        yield start, record
+
+
+def csv_header(reader: Any, file_name: str) -> list[str]:
+    """The header of a csv.reader (read now) or csv.DictReader; an unreadable one fails the file."""
+    try:
+        if isinstance(reader, csv.DictReader):
+            return list(reader.fieldnames or [])
+        return next(reader, None) or []
+    except csv.Error as error:
+        raise ValueError(f"{file_name}: the CSV header cannot be read: {error}") from None
 
 
 PROMPT_CHARS = 4_000  # enough to classify a request; longer prompts are cut here, before anything keeps them

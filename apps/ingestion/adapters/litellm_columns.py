@@ -142,6 +142,10 @@ class _PieceReader:
             yield self._by_row(lines, first_line, range(len(lines)))
             return
         try:
+            if not piece.isascii():
+                # Arrow's JSON reader lets bytes that are not UTF-8 into string columns unchecked; the row
+                # reader rejects such a line, so the piece must not take the fast way.
+                piece.decode("utf-8")
             table = pa_json.read_json(
                 io.BytesIO(piece),
                 read_options=pa_json.ReadOptions(use_threads=False, block_size=len(piece) + 1),
@@ -150,7 +154,7 @@ class _PieceReader:
             if table.num_rows != len(lines):
                 raise pa.ArrowInvalid("a line held more or less than one record")
             fast, by_row = _normalise(table, first_line, self.derived)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeDecodeError):
             # A value of another type than the schema's, text that is not UTF-8, or an impossible
             # date somewhere in the piece: split it until the pieces read, the last ones row by row.
             if len(lines) <= SMALLEST_PIECE:

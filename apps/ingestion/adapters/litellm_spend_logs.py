@@ -9,7 +9,6 @@ and, for Anthropic-style providers, cache writes; the split lives in `metadata.u
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -52,14 +51,19 @@ def read_record(record: Any, line: int, raw: str, file_name: str) -> NormalisedR
 
 
 def _csv_records(stream: IO[bytes], file_name: str) -> Iterator[tuple[int, Any, str]]:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    reader = csv.DictReader(text)
-    if not reader.fieldnames or "request_id" not in reader.fieldnames:
-        raise ValueError(f"{file_name}: the CSV header has no request_id column (got {reader.fieldnames!r})")
-    line = reader.line_num
-    for record in reader:
-        start, line = line + 1, reader.line_num
-        yield start, record, ",".join(value or "" for value in record.values())
+    reader = csv.DictReader(base.csv_text(stream))
+    header = base.csv_header(reader, file_name)
+    if "request_id" not in header:
+        raise ValueError(f"{file_name}: the CSV header has no request_id column (got {header or None!r})")
+    for start, record in base.csv_records(reader):
+        if isinstance(record, RowInvalid):
+            yield start, RowError(file_name, start, record.field, record.reason, ""), ""
+            continue
+        # Values beyond the header's columns come as a list (DictReader's restkey).
+        cells = (
+            cell for value in record.values() for cell in (value if isinstance(value, list) else [value])
+        )
+        yield start, record, ",".join(cell or "" for cell in cells)
 
 
 def _as_object(value: Any, field: str) -> dict:
@@ -72,6 +76,16 @@ def _as_object(value: Any, field: str) -> dict:
             raise RowInvalid(field, "is not valid JSON") from None
     if not isinstance(value, dict):
         raise RowInvalid(field, f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _nested(usage: dict, key: str) -> dict:
+    """A detail object inside the usage object: absent or null is empty, anything but an object is refused."""
+    value = usage.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RowInvalid(f"metadata.usage_object.{key}", f"expected an object, got {type(value).__name__}")
     return value
 
 
@@ -117,14 +131,14 @@ def _row(record: Any, line: int) -> NormalisedRow:
 
     prompt = base.tokens(record.get("prompt_tokens"), "prompt_tokens")
     completion = base.tokens(record.get("completion_tokens"), "completion_tokens")
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
+    prompt_details = _nested(usage, "prompt_tokens_details")
+    completion_details = _nested(usage, "completion_tokens_details")
     # Anthropic-style usage names its cache reads; OpenAI-style nests them. A null is "not given".
     cache_read = base.tokens(
         _first_given(usage.get("cache_read_input_tokens"), prompt_details.get("cached_tokens")),
         "metadata.usage_object.cache_read_input_tokens",
     )
-    cache_creation = usage.get("cache_creation") or {}
+    cache_creation = _nested(usage, "cache_creation")
     cache_write_1h = base.tokens(
         cache_creation.get("ephemeral_1h_input_tokens"), "metadata.usage_object.cache_creation"
     )

@@ -121,9 +121,11 @@ def _spans(resource_spans: list) -> Iterator[tuple[Any, dict[str, Any], Any]]:
             continue
         raw_resource = resource_span.get("resource") or {}
         resource = _attributes(raw_resource.get("attributes") if isinstance(raw_resource, dict) else None)
-        scopes = resource_span.get("scopeSpans") or resource_span.get("instrumentationLibrarySpans") or []
-        for scope in scopes:
-            for span in (scope.get("spans") if isinstance(scope, dict) else None) or []:
+        scopes = resource_span.get("scopeSpans") or resource_span.get("instrumentationLibrarySpans")
+        # Parts that are not lists hold no span, like the parts that are not objects.
+        for scope in scopes if isinstance(scopes, list) else ():
+            spans = scope.get("spans") if isinstance(scope, dict) else None
+            for span in spans if isinstance(spans, list) else ():
                 yield raw_resource, resource, span
 
 
