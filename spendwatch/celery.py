@@ -37,6 +37,9 @@ app.conf.beat_schedule = {
         "schedule": RUN_SWEEP_SECONDS,
     },
     "refresh-budgets": {"task": "apps.budgets.tasks.refresh_all_budgets", "schedule": 300.0},
+    # A safety net: each buffered body asks for a drain itself; this catches a message the broker lost.
+    "drain-ingest-buffer": {"task": "apps.ingestion.tasks.drain_ingest_buffer", "schedule": 60.0},
+    "sweep-ingest-receipts": {"task": "apps.ingestion.tasks.sweep_ingest_receipts", "schedule": 86_400.0},
     "enqueue-due-pulls": {"task": "apps.ingestion.tasks.enqueue_due_pulls", "schedule": 60.0},
     "sweep-kept-payloads": {"task": "apps.ingestion.tasks.sweep_kept_payloads", "schedule": 86_400.0},
     "send-due-digests": {"task": "apps.digests.tasks.send_due_digests", "schedule": 3600.0},

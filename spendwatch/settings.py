@@ -240,6 +240,14 @@ SPENDWATCH_RUN_MAX_ATTEMPTS = env_int("SPENDWATCH_RUN_MAX_ATTEMPTS", 5)
 SPENDWATCH_RUN_RETRY_BACKOFF_MS = env_int("SPENDWATCH_RUN_RETRY_BACKOFF_MS", 5000)
 # Largest body the ingest API takes (after gzip inflation too); larger ones get 413 before being read.
 SPENDWATCH_INGEST_MAX_BYTES = env_int("SPENDWATCH_INGEST_MAX_BYTES", 10 * 1024 * 1024)
+# The ingest buffer (`Prefer: respond-async`, apps/ingestion/buffer.py): bodies up to _MAX_BYTES are stored
+# and answered 202; a worker drains them _SECONDS later, at most _DRAIN_ROWS bodies / _DRAIN_BYTES per run.
+# A larger body is ingested at once, as without the header. Drained receipts are kept _RECEIPT_DAYS.
+SPENDWATCH_INGEST_BUFFER_MAX_BYTES = env_int("SPENDWATCH_INGEST_BUFFER_MAX_BYTES", 1024 * 1024)
+SPENDWATCH_INGEST_BUFFER_SECONDS = env_int("SPENDWATCH_INGEST_BUFFER_SECONDS", 2)
+SPENDWATCH_INGEST_BUFFER_DRAIN_ROWS = env_int("SPENDWATCH_INGEST_BUFFER_DRAIN_ROWS", 20_000)
+SPENDWATCH_INGEST_BUFFER_DRAIN_BYTES = env_int("SPENDWATCH_INGEST_BUFFER_DRAIN_BYTES", 64 * 1024 * 1024)
+SPENDWATCH_INGEST_RECEIPT_DAYS = env_int("SPENDWATCH_INGEST_RECEIPT_DAYS", 7)
 
 # --- Scheduled pulls from provider admin APIs (apps/ingestion/pulls.py; README "Scheduled pulls") ---
 # Fernet keys for stored provider credentials, comma-separated (or a file via _FILE): the first encrypts,

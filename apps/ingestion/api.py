@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import Http404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -13,8 +14,9 @@ from rest_framework.views import APIView
 
 from apps.accounts.authentication import MachineKeyAuthentication, scope_required
 from apps.accounts.models import KeyScope
-from apps.ingestion import services
+from apps.ingestion import buffer, services
 from apps.ingestion.adapters import ADAPTERS
+from apps.ingestion.models import BufferedRequest
 
 _CHUNK = 64 * 1024
 
@@ -31,6 +33,34 @@ RunSummary = inline_serializer(
 )
 
 Detail = inline_serializer("IngestDetail", {"detail": serializers.CharField()})
+Receipt = inline_serializer(
+    "IngestReceipt",
+    {
+        "receipt": serializers.IntegerField(),
+        "status": serializers.ChoiceField(["queued", "pending", "completed", "failed"]),
+        "status_url": serializers.CharField(),
+    },
+)
+ReceiptStatus = inline_serializer(
+    "IngestReceiptStatus",
+    {
+        "receipt": serializers.IntegerField(),
+        "received_at": serializers.DateTimeField(),
+        "status": serializers.ChoiceField(["queued", "pending", "completed", "failed"]),
+        "run": serializers.IntegerField(allow_null=True),
+        "error": serializers.CharField(required=False),
+        "rejected_rows": inline_serializer(
+            "IngestReceiptRejectedRow",
+            {
+                "line": serializers.IntegerField(),
+                "field": serializers.CharField(),
+                "reason": serializers.CharField(),
+                "raw": serializers.CharField(),
+            },
+            many=True,
+        ),
+    },
+)
 FailedRun = inline_serializer(
     "IngestFailedRun",
     {
@@ -77,9 +107,20 @@ class IngestView(APIView):
             OpenApiParameter("source_format", str, OpenApiParameter.PATH, enum=sorted(ADAPTERS)),
             OpenApiParameter("source", str, description="data source name (default: api-{format})"),
             OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter(
+                "Prefer",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                # RFC 7240: preferences the server does not know are ignored, so no enum here.
+                description="respond-async: store the body and answer 202 with a receipt at once; a worker "
+                "ingests it within seconds (for gateways sending a record per request). Bodies over "
+                "SPENDWATCH_INGEST_BUFFER_MAX_BYTES are ingested at once whatever this says.",
+            ),
         ],
         responses={
             200: RunSummary,
+            202: OpenApiResponse(Receipt, description="Prefer: respond-async: the body is stored"),
             400: OpenApiResponse(Detail, description="Content-Encoding gzip, but the body is not gzip"),
             401: OpenApiResponse(Detail, description="no key, or an invalid or revoked one"),
             403: OpenApiResponse(Detail, description="the key lacks the ingest scope"),
@@ -116,6 +157,27 @@ class IngestView(APIView):
             name=request.query_params.get("source") or f"api-{format}",
             format=format,
         )
+        if _prefers_async(request) and len(payload) <= settings.SPENDWATCH_INGEST_BUFFER_MAX_BYTES:
+            try:
+                receipt = buffer.buffered_accept(
+                    source=source,
+                    format=format,
+                    payload=payload,
+                    suffix=suffix,
+                    idempotency_key=request.headers.get("Idempotency-Key"),
+                )
+            except services.IdempotencyConflict as error:
+                return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+            url = reverse("api-ingest-receipt", args=[receipt.pk])
+            return Response(
+                {
+                    "receipt": receipt.pk,
+                    "status": buffer.receipt_status(receipt)["status"],
+                    "status_url": url,
+                },
+                status=status.HTTP_202_ACCEPTED,
+                headers={"Preference-Applied": "respond-async", "Location": url},
+            )
         try:
             run = services.payload_ingest(
                 source=source,
@@ -132,3 +194,39 @@ class IngestView(APIView):
                 status=status.HTTP_422_UNPROCESSABLE_ENTITY,
             )
         return Response(run.summary())
+
+
+def _prefers_async(request: Request) -> bool:
+    """RFC 7240: `Prefer: respond-async` (among other preferences, any case)."""
+    preferences = request.headers.get("Prefer", "")
+    return any(item.split(";")[0].strip().lower() == "respond-async" for item in preferences.split(","))
+
+
+class IngestReceiptView(APIView):
+    """What became of a body sent with `Prefer: respond-async`; only for keys of its organisation."""
+
+    authentication_classes = [MachineKeyAuthentication]
+    permission_classes = [scope_required(KeyScope.INGEST)]
+
+    @extend_schema(
+        operation_id="ingest_receipt",
+        parameters=[OpenApiParameter("receipt_id", int, OpenApiParameter.PATH)],
+        responses={
+            200: ReceiptStatus,
+            401: OpenApiResponse(Detail, description="no key, or an invalid or revoked one"),
+            403: OpenApiResponse(Detail, description="the key lacks the ingest scope"),
+            404: OpenApiResponse(Detail, description="no such receipt in the key's organisation"),
+        },
+    )
+    def get(self, request: Request, receipt_id: str) -> Response:
+        if not (receipt_id.isascii() and receipt_id.isdigit()) or len(receipt_id) > 18:
+            raise Http404("no such receipt")
+        receipt = (
+            BufferedRequest.objects.filter(organisation=request.user.key.organisation, pk=int(receipt_id))
+            .select_related("run")
+            .defer("body")
+            .first()
+        )
+        if receipt is None:
+            raise Http404("no such receipt")
+        return Response(buffer.receipt_status(receipt))

@@ -102,6 +102,46 @@ class IngestRequest(models.Model):
         return f"{self.key} -> run {self.run_id}"
 
 
+class BufferedRequest(models.Model):
+    """An ingest API body accepted for later (`Prefer: respond-async`): 202 at once, a worker ingests it.
+
+    Gateways that send one record per request would otherwise pay for a whole run each; buffered bodies
+    are drained together into one run per source (apps/ingestion/buffer.py). The row is the client's
+    receipt: once drained it names its run and where its lines sit in the run's file, and its body goes
+    (the run keeps the payload).
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="+")
+    format = models.CharField(max_length=50)
+    suffix = models.CharField(max_length=8)
+    body = models.BinaryField()
+    body_sha256 = models.CharField(max_length=64)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    run = models.ForeignKey(IngestionRun, on_delete=models.CASCADE, null=True, related_name="+")
+    file_name = models.CharField(max_length=200, blank=True)
+    first_line = models.BigIntegerField(null=True)
+    lines = models.BigIntegerField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="buffered_request_key_unique",
+            )
+        ]
+        # The drain reads the oldest pending bodies; the partial index keeps that cheap however many
+        # drained receipts are kept.
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(run__isnull=True), name="buffered_request_pending")
+        ]
+
+    def __str__(self) -> str:
+        return f"receipt {self.pk} ({f'run {self.run_id}' if self.run_id else 'queued'})"
+
+
 # --- Scheduled pulls from provider admin APIs (apps/ingestion/pulls.py) ----------------------------
 
 

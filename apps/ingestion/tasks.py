@@ -39,6 +39,14 @@ def process_run(self, run_id: int, resume_attempt: int | None = None) -> dict:
 
 
 @shared_task
+def drain_ingest_buffer() -> list[int]:
+    """Move the bodies buffered by `Prefer: respond-async` into runs, and queue those (apps/ingestion/buffer.py)."""
+    from apps.ingestion import buffer
+
+    return buffer.buffer_drain()
+
+
+@shared_task
 def sweep_stuck_runs() -> list[int]:
     """Re-enqueue runs whose worker died or whose message was lost (scheduled by beat)."""
     run_ids = services.stuck_run_ids()
@@ -72,3 +80,11 @@ def sweep_kept_payloads() -> dict:
     from apps.ingestion import retention
 
     return retention.payloads_sweep().as_dict()
+
+
+@shared_task
+def sweep_ingest_receipts() -> int:
+    """Daily (beat): forget the receipts of buffered bodies whose run finished days ago."""
+    from apps.ingestion import buffer
+
+    return buffer.receipts_sweep()

@@ -24,6 +24,7 @@ from django.test import Client
 
 from apps.accounts.models import KeyScope, Role
 from apps.accounts.services import machine_key_create
+from apps.ingestion.models import BufferedRequest, DataSource
 from apps.metrics.models import Metric
 from tests.conftest import _login
 
@@ -111,7 +112,15 @@ def run_schemathesis(base_url: str, auth: str, examples: int, seed: int, tmp_pat
 @pytest.mark.parametrize("role", ROLES)
 def test_schemathesis_finds_no_failure(role, live_server, transactional_db, acme, teams, people, tmp_path):
     Metric.objects.create(organisation=acme, key="tickets-closed", name="Tickets closed", unit="tickets")
-    auth = credentials(role, acme, teams, people)
+    # A body pushed with `Prefer: respond-async`, so that the receipt operation has one to find.
+    source = DataSource.objects.create(organisation=acme, name="push", format="litellm_spend_logs")
+    receipt = BufferedRequest.objects.create(
+        organisation=acme, source=source, format=source.format, suffix=".jsonl", body=b"{}", body_sha256="-"
+    )
+    auth = credentials(role, acme, teams, people) + (
+        f'\n[[operations]]\ninclude-operation-id = "ingest_receipt"\n'
+        f'parameters = {{ "path.receipt_id" = {receipt.pk} }}\n'
+    )
     result = run_schemathesis(live_server.url, auth, EXAMPLES, SEED, tmp_path)
     report = (
         f"st run --seed {SEED} -n {EXAMPLES} as {role}:\n{result.stdout[-20_000:]}\n{result.stderr[-5_000:]}"

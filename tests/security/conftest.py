@@ -27,7 +27,7 @@ from apps.budgets.api import forget_cached_keys
 from apps.budgets.models import Alert, AlertKind, Limit, Period, ScopeKind, Unit
 from apps.budgets.selectors import check_snapshots_forget, directory_forget
 from apps.catalog.models import AIModel, ModelMapping, OverrideKind, PriceOverride, Provider
-from apps.ingestion.models import IngestionRun, PullSource
+from apps.ingestion.models import BufferedRequest, DataSource, IngestionRun, PullSource
 from apps.ingestion.services import ingest_files, source_get_or_create
 from apps.metrics.models import Metric, MetricScope
 from apps.org.models import AttributionRun, Identity, Organisation, PeopleImport, Person, Rule, Task, Team
@@ -198,6 +198,9 @@ def world(acme, teams, people, tmp_path, settings, django_capture_on_commit_call
                                                      percent=Decimal(10), valid_from=dt.date(2026, 1, 1)),
             "mapping": ModelMapping.objects.create(organisation=organisation, raw_provider="openai",
                                                    raw_model=f"{organisation.slug}-alias", provider="openai", model="gpt-4o"),
+            "receipt": BufferedRequest.objects.create(
+                organisation=organisation, format="litellm_spend_logs", suffix=".jsonl", body=b"", body_sha256="-",
+                source=DataSource.objects.create(organisation=organisation, name="push", format="litellm_spend_logs")),
         }  # fmt: skip
 
     world.ids = {

@@ -176,6 +176,10 @@ MATRIX: dict[str, Call] = {
         {"anonymous": 401, **dict.fromkeys(SIGNED_IN, 401), "gateway": 403, "ingest": 200},
         INGEST_BODY, "application/x-ndjson",
     ),
+    "api/v1/ingest/receipts/<str:receipt_id>/": Call(
+        "GET", "/api/v1/ingest/receipts/{receipt}/",
+        {"anonymous": 401, **dict.fromkeys(SIGNED_IN, 401), "gateway": 403, "ingest": 200},
+    ),
     "api/v1/metrics/<slug:key>/values/": Call(
         "POST", "/api/v1/metrics/{metric}/values/",
         {"anonymous": 401, **dict.fromkeys(SIGNED_IN, 401), "gateway": 403, "ingest": 200},
@@ -198,6 +202,7 @@ MATRIX: dict[str, Call] = {
 # The operations of /api/schema/, each with the matrix route that exercises it.
 OPERATIONS = {
     "POST /api/v1/ingest/{source_format}/": "api/v1/ingest/<str:source_format>/",
+    "GET /api/v1/ingest/receipts/{receipt_id}/": "api/v1/ingest/receipts/<str:receipt_id>/",
     "POST /api/v1/metrics/{key}/values/": "api/v1/metrics/<slug:key>/values/",
     "GET /api/v1/budgets/check/": "api/v1/budgets/check/",
     "GET /api/v1/spend/": "api/v1/spend/",
@@ -314,7 +319,7 @@ def test_every_route_has_a_matrix_entry():
     assert not gone, f"matrix entries for routes that no longer exist: {gone}"
     for route, call in MATRIX.items():
         assert set(call.statuses) == set(PERSONAS), route
-    assert len(own) == len(MATRIX) == 74
+    assert len(own) == len(MATRIX) == 75
     accounts = [route for route in routes if route.startswith("accounts/")]
     assert sorted(accounts) == sorted(ACCOUNTS)
     admin = [route for route in routes if route.startswith("admin/")]
@@ -329,7 +334,7 @@ def test_every_api_operation_has_a_matrix_entry():
     for operation, route in OPERATIONS.items():
         method = operation.split()[0]
         assert MATRIX[route].method == method, operation
-    assert len(operations) == 4
+    assert len(operations) == 5
 
 
 @pytest.mark.django_db
@@ -407,6 +412,8 @@ NOT_THEIRS: dict[str, list[tuple[str, str, dict | None]]] = {
         ("POST", "/savings/feedback/{obs_alice}/not-trivial/", {}), ("GET", "/digests/preview/?recipient=cio@acme.example", None),
         ("GET", "/facts/?person={alice}", None), ("GET", "/facts/?team=platform", None),
     ],
+    # Acme's ingest key: no receipt of a body Globex pushed.
+    "ingest": [("GET", "/api/v1/ingest/receipts/{globex_receipt}/", None)],
     # And the other way round: Acme's CIO sees nothing of Globex.
     "cio": [
         ("GET", "/teams/ops/", None), ("GET", "/people/{zed}/", None), ("GET", "/tasks/triage/", None),
@@ -512,7 +519,7 @@ def test_foreign_ids_in_request_bodies_write_nothing(world):
     rule = {"order": "1", "field": "user", "pattern": "^x$", "is_active": "on", "action": "save"}
     from apps.ingestion.models import DataSource
 
-    globex_source = DataSource.objects.get(organisation=world.globex)
+    globex_source = DataSource.objects.exclude(name="push").get(organisation=world.globex)
     attempts = [
         ("manager_a1", "/budgets/new/", {**limit, "team": teams["payments"].pk}),
         ("manager_a1", "/budgets/new/", {**limit, "scope_kind": "person", "person": people["bob"].pk}),

@@ -37,6 +37,7 @@ class AzureApimLlmLog(base.Adapter):
     name = "azure_apim_llm_log"
     description = "Azure API Management LLM gateway log (ApiManagementGatewayLlmLog; JSON, JSONL or CSV)"
     basis = base.Basis.TELEMETRY
+    joinable_lines = True
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
         if file_name.lower().endswith(".csv") or _first_byte(stream) not in (b"[", b"{", b""):

@@ -80,6 +80,13 @@ class Adapter:
     name: ClassVar[str]
     description: ClassVar[str]
     basis: ClassVar[str] = Basis.TELEMETRY
+    # True when a body of JSON lines is a list of independent records, so that bodies written one after
+    # another read as the union of their rows: the ingest buffer then joins small pushed bodies into one
+    # file (apps/ingestion/buffer.py).
+    joinable_lines: ClassVar[bool] = False
+    # A first line that is an object holding this key is an envelope of records (an API page), not a
+    # record: such a body cannot be joined after another.
+    envelope_key: ClassVar[str | None] = None
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
         raise NotImplementedError

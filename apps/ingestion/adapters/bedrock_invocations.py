@@ -37,13 +37,15 @@ class BedrockInvocations(base.Adapter):
     name = "bedrock_invocations"
     description = "AWS Bedrock model invocation logs (JSONL, S3 .json.gz objects, CloudWatch events)"
     basis = base.Basis.TELEMETRY
+    joinable_lines = True
+    envelope_key = "events"
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
         compressed = file_name.lower().endswith(".gz") or _peek(stream, 2) == GZIP_MAGIC
         source: Any = _CappedGzip(stream) if compressed else stream
         line = 0
         try:
-            for line, record, raw in iter_json_records(source, envelope_key="events"):
+            for line, record, raw in iter_json_records(source, envelope_key=self.envelope_key):
                 if isinstance(record, RowError):
                     yield RowError(file_name, line, record.field, record.reason, raw)
                     continue

@@ -47,6 +47,7 @@ class GeminiUsage(base.Adapter):
     name = "gemini_usage"
     description = "Gemini / Vertex AI GenerateContentResponse usageMetadata records (JSONL or JSON)"
     basis = base.Basis.TELEMETRY
+    joinable_lines = True
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
         # Streams still open, least recently updated first; bounded so memory never grows with the file.

@@ -44,9 +44,11 @@ _PROPERTY_KINDS = {
 class Helicone(base.Adapter):
     name = "helicone"
     description = "Helicone request query pages (JSON, JSONL or a JSON array of requests)"
+    joinable_lines = True
+    envelope_key = "data"
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
-        for line, record, raw in iter_json_records(stream, envelope_key="data"):
+        for line, record, raw in iter_json_records(stream, envelope_key=self.envelope_key):
             if isinstance(record, RowError):
                 yield RowError(file_name, line, record.field, record.reason, raw)
                 continue

@@ -23,12 +23,14 @@ from apps.usage.models import Grain
 class LiteLLMSpendLogs(base.Adapter):
     name = "litellm_spend_logs"
     description = "LiteLLM proxy spend logs (JSON, JSONL or CSV dump of LiteLLM_SpendLogs)"
+    joinable_lines = True
+    envelope_key = "data"
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
         if file_name.lower().endswith(".csv"):
             records: Iterable[tuple[int, Any, str]] = _csv_records(stream, file_name)
         else:
-            records = iter_json_records(stream, envelope_key="data")
+            records = iter_json_records(stream, envelope_key=self.envelope_key)
         for line, record, raw in records:
             yield read_record(record, line, raw, file_name)
 

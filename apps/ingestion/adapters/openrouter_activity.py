@@ -32,9 +32,11 @@ class OpenRouterActivity(base.Adapter):
     name = "openrouter_activity"
     description = "OpenRouter activity export (/api/v1/activity, day x endpoint, amounts charged)"
     basis = base.Basis.BILLING
+    joinable_lines = True
+    envelope_key = "data"
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
-        for line, record, raw in iter_json_records(stream, envelope_key="data"):
+        for line, record, raw in iter_json_records(stream, envelope_key=self.envelope_key):
             if isinstance(record, RowError):
                 yield RowError(file_name, line, record.field, record.reason, raw)
                 continue

@@ -51,6 +51,7 @@ def endpoint_provider_and_model(provider_name: str | None, model: str) -> tuple[
 class OpenRouterGenerations(base.Adapter):
     name = "openrouter_generations"
     description = "OpenRouter generation records (JSONL of /api/v1/generation responses)"
+    joinable_lines = True
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
         for line, record, raw in iter_json_records(stream):

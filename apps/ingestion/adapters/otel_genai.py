@@ -79,6 +79,7 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 class OtelGenAI(base.Adapter):
     name = "otel_genai"
     description = "OpenTelemetry GenAI spans (OTLP/JSON export requests, one document or one per line)"
+    joinable_lines = True
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
         position = 0

@@ -73,6 +73,7 @@ class VertexBilling(base.Adapter):
     name = "vertex_billing"
     description = "Google Cloud Billing export rows for Vertex AI / Gemini (JSONL or JSON)"
     basis = base.Basis.BILLING
+    joinable_lines = True
 
     def parse(self, stream: IO[bytes], file_name: str) -> Iterator[NormalisedRow | RowError]:
         for line, record, raw in iter_json_records(stream):
