@@ -31,8 +31,9 @@ BENCH_DASHBOARDS_ARGS ?=
 BENCH_CHECK_ARGS ?=
 BENCH_REPRICE_ARGS ?=
 BENCH_PROMPTS_ARGS ?=
+BENCH_SINGLE_ARGS ?=
 # The benchmarks `make bench` runs, in this order (bench/README.md): ingest = bench/run.py.
-BENCH ?= ingest api steady dashboards check reprice classifier prompts
+BENCH ?= ingest api single steady dashboards check reprice classifier prompts
 
 .PHONY: help install lint audit test test-sqlite test-pg run bench clean
 
@@ -88,10 +89,12 @@ bench: install
 		check) script=bench/check_api.py; args="$(BENCH_CHECK_ARGS)" ;; \
 		reprice) script=bench/reprice.py; args="$(BENCH_REPRICE_ARGS)" ;; \
 		prompts) script=bench/prompts.py; args="$(BENCH_PROMPTS_ARGS)" ;; \
+		single) script=bench/single.py; args="$(BENCH_SINGLE_ARGS)" ;; \
 		classifier) $(BIN)/python bench/classifier.py || exit $$?; continue ;; \
-		*) echo "unknown benchmark '$$name' in BENCH (ingest, api, steady, dashboards, check, reprice, classifier)" >&2; exit 2 ;; \
+		*) echo "unknown benchmark '$$name' in BENCH (ingest, api, single, steady, dashboards, check, reprice, classifier, prompts)" >&2; exit 2 ;; \
 		esac; \
-		scripts/with_services.sh --pg-durable -- $(BIN)/python "$$script" $$args || exit $$?; \
+		services="--pg-durable"; [ "$$name" != single ] || services="--pg-durable --redis"; \
+		scripts/with_services.sh $$services -- $(BIN)/python "$$script" $$args || exit $$?; \
 	done
 
 # The long failure drills (B1, B3, B4) and the E7 soak, on throwaway servers; sized by env (scripts/soak.sh).

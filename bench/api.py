@@ -103,7 +103,7 @@ def create_ingest_key() -> str:
 class Gunicorn:
     """The app under gunicorn on 127.0.0.1 (sync workers), its kept payloads in a throwaway directory."""
 
-    def __init__(self, server: ingest_bench.Server, workers: int) -> None:
+    def __init__(self, server: ingest_bench.Server, workers: int, extra_env: dict | None = None) -> None:
         self.port = free_port()
         self.var_dir = Path(tempfile.mkdtemp(prefix="spendwatch-apibench-"))
         self.log_path = VAR / "api-gunicorn.log"
@@ -114,6 +114,8 @@ class Gunicorn:
             LOG_LEVEL="WARNING",
             CELERY_BROKER_URL="filesystem://",  # nothing on the ingest path waits for a worker
         )
+        env.update(extra_env or {})
+        self.env = env
         command = [GUNICORN, "spendwatch.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
                    "--worker-class", "sync", "--timeout", "120", "--log-level", "warning"]  # fmt: skip
         with self.log_path.open("wb") as out:

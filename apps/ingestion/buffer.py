@@ -101,8 +101,9 @@ class _Pending:
     body: bytes
 
 
-def buffer_drain_once() -> list[int]:
-    """Move the oldest pending bodies (up to SPENDWATCH_INGEST_BUFFER_DRAIN_ROWS / _BYTES) into runs.
+def buffer_drain_once(up_to: int | None = None) -> list[int]:
+    """Move the oldest pending bodies (up to SPENDWATCH_INGEST_BUFFER_DRAIN_ROWS / _BYTES, and none after
+    receipt `up_to`) into runs.
 
     Returns the ids of the runs created; each is queued for a worker once the claim commits. Safe with
     several drainers at once: PostgreSQL hands each its own bodies (SKIP LOCKED); elsewhere a drainer
@@ -110,7 +111,7 @@ def buffer_drain_once() -> list[int]:
     """
     try:
         with transaction.atomic():
-            pending = _claimable()
+            pending = _claimable(up_to)
             groups: dict[tuple[int, str], list[_Pending]] = {}
             for body in pending:
                 groups.setdefault((body.source_id, body.format), []).append(body)
@@ -131,15 +132,25 @@ def buffer_drain_once() -> list[int]:
 
 
 def buffer_drain() -> list[int]:
-    """Drain until nothing is pending (the task body); returns the ids of the runs created."""
+    """Drain the bodies waiting when the drain starts (the task body); returns the ids of the runs created.
+
+    Bodies that arrive meanwhile are left to the next drain, which their own requests ask for: under a
+    steady stream, runs then come every SPENDWATCH_INGEST_BUFFER_SECONDS with all that arrived in between,
+    not one after another with a few bodies each (each run refreshes its days' rollups).
+    """
+    last = (
+        BufferedRequest.objects.filter(run__isnull=True).order_by("-pk").values_list("pk", flat=True).first()
+    )
     run_ids: list[int] = []
-    while batch := buffer_drain_once():
+    while last is not None and (batch := buffer_drain_once(up_to=last)):
         run_ids.extend(batch)
     return run_ids
 
 
-def _claimable() -> list[_Pending]:
+def _claimable(up_to: int | None = None) -> list[_Pending]:
     queryset = BufferedRequest.objects.filter(run__isnull=True).order_by("pk")
+    if up_to is not None:
+        queryset = queryset.filter(pk__lte=up_to)
     if connection.features.has_select_for_update_skip_locked:
         queryset = queryset.select_for_update(skip_locked=True)
     max_rows = settings.SPENDWATCH_INGEST_BUFFER_DRAIN_ROWS

@@ -48,6 +48,7 @@ def source_get_or_create(*, organisation: Organisation, name: str, format: str) 
     source, _ = DataSource.objects.get_or_create(
         organisation=organisation, name=name, defaults={"format": format}
     )
+    source.organisation = organisation  # spares the query its first use would make
     return source
 
 

@@ -197,7 +197,7 @@ def test_a_drainer_that_loses_the_race_leaves_the_bodies_to_the_winner(client, i
     pending = buffer._claimable()
     # Another drainer claims the body between this one's read and its claim.
     [winner] = buffer.buffer_drain_once()
-    monkeypatch.setattr(buffer, "_claimable", lambda: pending)
+    monkeypatch.setattr(buffer, "_claimable", lambda up_to=None: pending)
 
     assert buffer.buffer_drain_once() == []
     assert IngestionRun.objects.count() == 1
@@ -217,3 +217,28 @@ def test_drained_receipts_are_forgotten_after_their_retention(client, ingest_key
     assert buffer.receipts_sweep(now=timezone.now() + dt.timedelta(days=6)) == 0
     assert buffer.receipts_sweep(now=timezone.now() + dt.timedelta(days=8)) == 1
     assert BufferedRequest.objects.get().run_id is None
+
+
+def test_a_drain_takes_the_bodies_waiting_when_it_starts_and_leaves_later_ones_to_the_next(
+    client, ingest_key, settings, monkeypatch
+):
+    settings.SPENDWATCH_INGEST_BUFFER_DRAIN_ROWS = 2  # several claims for one drain's backlog
+    for i in range(5):
+        push(client, ingest_key, jsonl(litellm_record(f"r{i}")))
+    claim = buffer._claimable
+    arrived = []
+
+    def claim_while_requests_arrive(up_to=None):
+        # A body is pushed during every claim: none of them may join this drain.
+        arrived.append(
+            push(client, ingest_key, jsonl(litellm_record(f"late{len(arrived)}"))).json()["receipt"]
+        )
+        return claim(up_to)
+
+    monkeypatch.setattr(buffer, "_claimable", claim_while_requests_arrive)
+    run_ids = buffer.buffer_drain()
+
+    assert len(run_ids) == 3  # 2 + 2 + 1 bodies
+    assert set(BufferedRequest.objects.filter(run__isnull=True).values_list("pk", flat=True)) == set(arrived)
+    monkeypatch.setattr(buffer, "_claimable", claim)
+    assert len(buffer.buffer_drain()) == 2  # the next drain takes the four late ones
