@@ -45,7 +45,7 @@ drill b3 env SPENDWATCH_B3_ROWS="${SOAK_B3_ROWS:-1000000}" \
     tests/integration/test_faults.py::test_a_postgresql_restart_mid_run_loses_and_doubles_nothing
 drill b4 env SPENDWATCH_B4_RESTARTS="${SOAK_B4_RESTARTS:-10}" \
     scripts/with_services.sh --pg --redis -- "${PYTEST[@]}" tests/integration/test_broker_restart.py
-drill e7 env SOAK_MINUTES="${SOAK_MINUTES:-30}" scripts/with_services.sh --pg -- "$PY" scripts/soak_api.py
+drill e7 env SOAK_MINUTES="${SOAK_MINUTES:-30}" scripts/with_services.sh --pg --redis -- "$PY" scripts/soak_api.py
 
 if [ "${#failed[@]}" -gt 0 ]; then
     die "soak failed: ${failed[*]}"

@@ -1,10 +1,11 @@
 """E7 soak (TESTPLAN): the ingest API at a steady rate for SOAK_MINUTES; run by scripts/soak.sh.
 
-    scripts/with_services.sh --pg -- .venv/bin/python scripts/soak_api.py
+    scripts/with_services.sh --pg --redis -- .venv/bin/python scripts/soak_api.py
 
-gunicorn (sync workers, as bench/api.py starts it) serves the real app against PostgreSQL on 127.0.0.1;
-this process POSTs one LiteLLM record per request at SOAK_RATE requests/s (default 150, half E1's 300)
-from SOAK_CLIENTS keep-alive connections. After a one-minute warm-up (or a tenth of the run, whichever is
+gunicorn (sync workers, as bench/api.py starts it) serves the real app against PostgreSQL on 127.0.0.1,
+with one Celery worker and Redis (bench/single.py's deployment); this process POSTs one LiteLLM record per
+request with `Prefer: respond-async` (SOAK_BUFFERED=0: synchronously) at SOAK_RATE requests/s (default
+150, half E1's 300) from SOAK_CLIENTS keep-alive connections. After a one-minute warm-up (or a tenth of the run, whichever is
 shorter) it measures the resident memory of gunicorn's processes and the database's sessions, and again
 at the end. Pass: RSS growth < 10 %, 0 errors, sessions at the end <= sessions after the warm-up, and the
 ledger holds exactly the rows sent. Prints one JSON report; exits 1 if a check fails.
@@ -26,35 +27,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import api as api_bench  # noqa: E402 - bench/api.py: gunicorn, the machine key
 import run as ingest_bench  # noqa: E402 - bench/run.py: the database and organisation set-up
+import single as single_bench  # noqa: E402 - bench/single.py: the worker, Redis, the drain wait
 
 MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
 RATE = float(os.environ.get("SOAK_RATE", "150"))
 CLIENTS = int(os.environ.get("SOAK_CLIENTS", "8"))
 WORKERS = int(os.environ.get("SOAK_GUNICORN_WORKERS", "4"))
+# As a gateway pushing each request would: `Prefer: respond-async`, drained by a real worker (0: a run per
+# request, synchronously).
+BUFFERED = os.environ.get("SOAK_BUFFERED", "1") != "0"
 URL_PATH = f"/api/v1/ingest/{ingest_bench.FORMAT}/?source={ingest_bench.SOURCE}"
 COST = 500_000  # nano-dollars of the record below (gpt-4.1-mini, 800 uncached + 200 cached + 100 output)
 
 
 def record(n: int) -> bytes:
-    return orjson.dumps(
-        {
-            "request_id": f"soak-{n}",
-            "startTime": f"2026-08-{1 + n % 28:02d}T10:00:00+00:00",
-            "model": "gpt-4.1-mini-2025-04-14",
-            "custom_llm_provider": "openai",
-            "spend": 0.00052,
-            "prompt_tokens": 1000,
-            "completion_tokens": 100,
-            "status": "success",
-            "metadata": {
-                "usage_object": {
-                    "prompt_tokens": 1000,
-                    "completion_tokens": 100,
-                    "prompt_tokens_details": {"cached_tokens": 200},
-                }
-            },
-        }
-    )
+    """bench/single.py's record: live traffic, each of the last hour."""
+    return single_bench.record(n)
 
 
 def group_rss_kib(leader: int) -> int:
@@ -87,6 +75,8 @@ class Load:
     def __init__(self, port: int, key: str) -> None:
         self.port = port
         self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"}
+        if BUFFERED:
+            self.headers["Prefer"] = "respond-async"
         self.lock = threading.Lock()
         self.next = 0
         self.sent = 0
@@ -116,7 +106,10 @@ class Load:
                     connection.request("POST", URL_PATH, body=record(n), headers=self.headers)
                     response = connection.getresponse()
                     body = response.read()
-                    ok = response.status == 200 and orjson.loads(body)["accepted"] == 1
+                    if BUFFERED:
+                        ok = response.status == 202
+                    else:
+                        ok = response.status == 200 and orjson.loads(body)["accepted"] == 1
                 except (OSError, http.client.HTTPException, ValueError) as error:
                     ok, body = False, repr(error).encode()
                     connection.close()
@@ -144,7 +137,11 @@ def main() -> int:
     ingest_bench.migrate(server)
     ingest_bench.setup_organisation(server, ingest_bench.World.build(7))
     key = api_bench.create_ingest_key()
-    gunicorn = api_bench.Gunicorn(server, WORKERS)
+    gunicorn = api_bench.Gunicorn(
+        server, WORKERS, extra_env=single_bench.deployment_env() if BUFFERED else None
+    )
+    worker = single_bench.start_worker(gunicorn) if BUFFERED else None
+    drain_s = 0.0
     try:
         gunicorn.wait_ready()
         api_bench.warm_up(gunicorn.port, key, WORKERS)
@@ -158,7 +155,11 @@ def main() -> int:
         thread.join()
         time.sleep(1)
         rss_end, sessions_end = group_rss_kib(gunicorn.process.pid), sessions(server)
+        if BUFFERED:
+            drain_s, _ = single_bench.wait_for_drain(server, load.sent, timeout=600)
     finally:
+        if worker is not None:
+            single_bench.stop(worker)
         gunicorn.stop()
     with ingest_bench.connect(server.params) as conn:
         rows, cost = conn.execute(
@@ -168,6 +169,8 @@ def main() -> int:
     growth = (rss_end - rss_start) / rss_start if rss_start else 0.0
     report = {
         "minutes": MINUTES,
+        "buffered": BUFFERED,
+        "drain_after_load_s": round(drain_s, 2),
         "rate_target": RATE,
         "rate_achieved": round(load.sent / total, 1),
         "requests": load.sent,

@@ -488,6 +488,16 @@ AZURE_HEADER = AZURE_COSTS_CSV.split(b"\n", 1)[0]
 )
 # More values than header columns: DictReader hands the rest over as a list, which broke the raw line.
 @example(name="litellm_spend_logs", file_name="spend_logs.csv", data=b"request_id,startTime\nr1,t,extra\n")
+# OTLP attributes that are not a list (`"attributes": true`), or an arrayValue / kvlistValue that is not
+# an object, raised TypeError / AttributeError for the whole file.
+@example(
+    name="otel_genai",
+    file_name="traces.json",
+    data=b'{"resourceSpans": [{"resource": {"attributes": true}, "scopeSpans": [{"spans": [{"traceId":'
+    b' "13a5982eb3a8163da3d801ed818db9a2", "spanId": "f0ee89261b723012", "startTimeUnixNano":'
+    b' "1785747900120000000", "attributes": [{"key": "a", "value": {"arrayValue": true}},'
+    b' {"key": "b", "value": {"kvlistValue": {"values": 1}}}]}]}]}]}',
+)
 # A usage detail that is not an object (`"completion_tokens_details": true`) raised AttributeError.
 @example(
     name="litellm_spend_logs",

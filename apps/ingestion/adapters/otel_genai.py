@@ -138,15 +138,22 @@ def _value(value: Any) -> Any:
         if kind in value:
             return value[kind]
     if "arrayValue" in value:
-        return [_value(item) for item in (value["arrayValue"] or {}).get("values") or []]
+        return [_value(item) for item in _list_of(value["arrayValue"])]
     if "kvlistValue" in value:
-        return _attributes((value["kvlistValue"] or {}).get("values"))
+        return _attributes(_list_of(value["kvlistValue"]))
     return None
+
+
+def _list_of(container: Any) -> list:
+    """The `values` of an ArrayValue or KeyValueList; nothing when either is not of its shape."""
+    values = container.get("values") if isinstance(container, dict) else None
+    return values if isinstance(values, list) else []
 
 
 def _attributes(items: Any) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for item in items or ():
+    # Attributes that are not a list (a malformed export) are no attributes, like items that are not objects.
+    for item in items if isinstance(items, list) else ():
         if isinstance(item, dict) and isinstance(item.get("key"), str):
             result[item["key"]] = _value(item.get("value"))
     return result
