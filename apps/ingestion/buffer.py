@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from apps.ingestion.adapters import get_adapter
 from apps.ingestion.models import BufferedRequest, DataSource, IngestionRun, RunStatus
 
 _DRAIN_SCHEDULED = "spendwatch:ingest-buffer-drain-scheduled"
+logger = logging.getLogger(__name__)
 
 
 class ReceiptState:
@@ -89,7 +91,12 @@ def drain_soon() -> None:
 
     delay = settings.SPENDWATCH_INGEST_BUFFER_SECONDS
     if cache.add(_DRAIN_SCHEDULED, 1, timeout=max(delay, 1)):
-        drain_ingest_buffer.apply_async(countdown=delay)
+        try:
+            drain_ingest_buffer.apply_async(countdown=delay)
+        except services.TRANSIENT_ERRORS as error:
+            # The body is stored and answered for: beat's drain takes it once the broker is back.
+            cache.delete(_DRAIN_SCHEDULED)
+            logger.warning("ingest buffer: could not ask for a drain (%s: %s)", type(error).__name__, error)
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,3 +242,26 @@ def test_a_drain_takes_the_bodies_waiting_when_it_starts_and_leaves_later_ones_t
     assert set(BufferedRequest.objects.filter(run__isnull=True).values_list("pk", flat=True)) == set(arrived)
     monkeypatch.setattr(buffer, "_claimable", claim)
     assert len(buffer.buffer_drain()) == 2  # the next drain takes the four late ones
+
+
+def test_a_body_is_stored_and_answered_202_while_the_broker_is_unreachable(
+    client, ingest_key, monkeypatch, django_capture_on_commit_callbacks
+):
+    import kombu.exceptions
+
+    from apps.ingestion.tasks import drain_ingest_buffer
+
+    asked = []
+
+    def broker_down(**options):
+        asked.append(options)
+        raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(drain_ingest_buffer, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = push(client, ingest_key, jsonl(litellm_record("r1")))
+
+    assert answer.status_code == 202 and asked == [{"countdown": 2}]
+    assert BufferedRequest.objects.filter(run__isnull=True).count() == 1
+    drain_and_process()  # what beat's drain does once the broker is back
+    assert ledger() == {"rows": 1, "cost": COST}
