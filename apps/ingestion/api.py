@@ -157,29 +157,10 @@ class IngestView(APIView):
             name=request.query_params.get("source") or f"api-{format}",
             format=format,
         )
-        if _prefers_async(request) and len(payload) <= settings.SPENDWATCH_INGEST_BUFFER_MAX_BYTES:
-            try:
-                receipt = buffer.buffered_accept(
-                    source=source,
-                    format=format,
-                    payload=payload,
-                    suffix=suffix,
-                    idempotency_key=request.headers.get("Idempotency-Key"),
-                )
-            except services.IdempotencyConflict as error:
-                return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
-            url = reverse("api-ingest-receipt", args=[receipt.pk])
-            return Response(
-                {
-                    "receipt": receipt.pk,
-                    "status": buffer.receipt_status(receipt)["status"],
-                    "status_url": url,
-                },
-                status=status.HTTP_202_ACCEPTED,
-                headers={"Preference-Applied": "respond-async", "Location": url},
-            )
+        buffered = _prefers_async(request) and len(payload) <= settings.SPENDWATCH_INGEST_BUFFER_MAX_BYTES
+        accept = buffer.buffered_accept if buffered else services.payload_ingest
         try:
-            run = services.payload_ingest(
+            accepted = accept(
                 source=source,
                 format=format,
                 payload=payload,
@@ -188,6 +169,18 @@ class IngestView(APIView):
             )
         except services.IdempotencyConflict as error:
             return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        if buffered:
+            url = reverse("api-ingest-receipt", args=[accepted.pk])
+            return Response(
+                {
+                    "receipt": accepted.pk,
+                    "status": buffer.receipt_status(accepted)["status"],
+                    "status_url": url,
+                },
+                status=status.HTTP_202_ACCEPTED,
+                headers={"Preference-Applied": "respond-async", "Location": url},
+            )
+        run = accepted
         if run.status != "completed":
             return Response(
                 {"detail": f"run {run.pk} failed: {run.error}", **run.summary()},
