@@ -26,11 +26,12 @@ import pytest
 from django.conf import settings
 from django.db.models import Count, Sum
 
-from apps.ingestion.models import IngestionRun, RunStatus
+from apps.ingestion.models import RunStatus
 from apps.ingestion.services import run_create, source_get_or_create
 from apps.ingestion.tasks import process_run
 from apps.usage.models import DailyRollup, UsageFact
 from tests.conftest import litellm_record, write_jsonl
+from tests.integration.waiting import state_of, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,18 +135,6 @@ def celery_beat_process(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], s
         except subprocess.TimeoutExpired:
             os.killpg(popen.pid, signal.SIGKILL)
             popen.wait(timeout=5)
-
-
-def state_of(run_id: int) -> IngestionRun:
-    return IngestionRun.objects.get(pk=run_id)
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
-        time.sleep(0.1)
-    return value
 
 
 def test_runs_queued_and_running_during_a_broker_restart_all_finish_from_the_database(

@@ -17,11 +17,12 @@ import time
 import pytest
 from django.db.models import Count, Sum
 
-from apps.ingestion.models import IngestionRun, RunStatus
+from apps.ingestion.models import RunStatus
 from apps.ingestion.services import run_create, source_get_or_create
 from apps.ingestion.tasks import process_run, sweep_stuck_runs
 from apps.usage.models import DailyRollup, UsageFact
 from tests.conftest import litellm_record, write_jsonl
+from tests.integration.waiting import state_of, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,18 +30,6 @@ BIG_ROWS = 30_000
 NEXT_ROWS = 700
 COST = 500_000  # nano-dollars per litellm_record
 WORKER_ENV = {"SPENDWATCH_INGEST_BATCH_ROWS": "2000"}
-
-
-def state_of(run_id: int) -> IngestionRun:
-    return IngestionRun.objects.get(pk=run_id)
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
-        time.sleep(0.1)
-    return value
 
 
 def test_a_warm_shutdown_finishes_the_running_run_and_hands_back_the_next(
